@@ -1,0 +1,174 @@
+"""The server programs measured by the harness, one per process.
+
+Usage: ``python bench/servers.py NAME [--port PORT]`` (port 0, the default, lets
+the OS choose). Once listening on 127.0.0.1 the server prints ``READY <port>``;
+if its library cannot be imported it prints ``UNAVAILABLE <reason>`` and exits
+with code 3. It then serves until killed.
+
+Every server answers the echo request of the wire format with the same object
+and ``"direction": "REPLY"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from common import READY, announce, run_main
+
+HOST = "127.0.0.1"
+
+
+async def websockets_echo(port: int) -> None:
+    """websockets' asyncio server, stdlib json, default settings."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def handler(ws: ServerConnection) -> None:
+        async for m in ws:
+            d = json.loads(m)
+            d["direction"] = "REPLY"
+            await ws.send(json.dumps(d))
+
+    async with serve(handler, HOST, port) as server:
+        announce(READY, server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+
+async def picows_echo(port: int, *, fast_json: bool) -> None:
+    """picows' server with a callback listener; stdlib json or orjson."""
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    if fast_json:
+        import orjson
+
+        def reply(frame: WSFrame) -> bytes:
+            d = orjson.loads(frame.get_payload_as_memoryview())
+            d["direction"] = "REPLY"
+            return orjson.dumps(d)
+    else:
+
+        def reply(frame: WSFrame) -> bytes:  # type: ignore[misc]
+            d = json.loads(frame.get_payload_as_utf8_text())
+            d["direction"] = "REPLY"
+            return json.dumps(d).encode()
+
+    class Echo(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                transport.send(WSMsgType.TEXT, reply(frame))
+            elif frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+
+    server = await ws_create_server(lambda _request: Echo(), HOST, port)
+    announce(READY, server.sockets[0].getsockname()[1])
+    await asyncio.Event().wait()
+
+
+async def socketio_echo(port: int) -> None:
+    """python-socketio on aiohttp: the request is an ``echo`` event, acked by the return value."""
+    import socketio
+    from aiohttp import web
+
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+
+    @sio.on("echo")  # type: ignore[misc]
+    async def echo(_sid: str, d: dict[str, Any]) -> dict[str, Any]:
+        d["direction"] = "REPLY"
+        return d
+
+    app = web.Application()
+    sio.attach(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, HOST, port).start()
+    announce(READY, runner.addresses[0][1])
+    await asyncio.Event().wait()
+
+
+async def wyre_echo(port: int, *, transport: str, stream: bool) -> None:
+    """wyre's server; with ``stream``, also the handlers of the STREAM benchmark."""
+    import wyre
+
+    server = wyre.Server(transport=transport)
+
+    @server.on("request", "echo")
+    def echo(ctx: Any) -> Any:
+        return ctx.message
+
+    if stream:
+
+        @server.on("request", "stream")
+        async def partials(ctx: Any) -> Any:
+            for i in range(ctx.message["n"]):
+                ctx.partial({"i": i})
+            return {"done": True}
+
+        @server.on("request", "burst")
+        async def messages(ctx: Any) -> Any:
+            for i in range(ctx.message["n"]):
+                ctx.connection.send({"type": "tick", "i": i})
+            return {"done": True}
+
+    await server.listen(port=port, host=HOST)
+    announce(READY, server.port)
+    await asyncio.Event().wait()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How a named server runs: its coroutine and its event loop."""
+
+    main: Callable[[int], Coroutine[Any, Any, None]]
+    uvloop: bool
+    about: str
+
+
+SERVERS: dict[str, Spec] = {
+    "websockets": Spec(websockets_echo, False, "websockets asyncio server, asyncio loop, json"),
+    "picows": Spec(
+        lambda p: picows_echo(p, fast_json=False), True, "picows listener, uvloop, json"
+    ),
+    "picows-orjson": Spec(
+        lambda p: picows_echo(p, fast_json=True), True, "picows listener, uvloop, orjson"
+    ),
+    "socketio": Spec(socketio_echo, False, "python-socketio on aiohttp, asyncio loop, json"),
+    "wyre": Spec(
+        lambda p: wyre_echo(p, transport="websockets", stream=False),
+        False,
+        "wyre.Server(transport='websockets'), asyncio loop, default codec",
+    ),
+    "wyre-fast": Spec(
+        lambda p: wyre_echo(p, transport="picows", stream=False),
+        True,
+        "wyre.Server(transport='picows'), uvloop, orjson",
+    ),
+    "wyre-stream": Spec(
+        lambda p: wyre_echo(p, transport="websockets", stream=True),
+        False,
+        "as wyre, plus the stream and burst handlers",
+    ),
+    "wyre-fast-stream": Spec(
+        lambda p: wyre_echo(p, transport="picows", stream=True),
+        True,
+        "as wyre-fast, plus the stream and burst handlers",
+    ),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(SERVERS))
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    spec = SERVERS[args.name]
+    return run_main(spec.main(args.port), use_uvloop=spec.uvloop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

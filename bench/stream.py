@@ -1,0 +1,110 @@
+"""STREAM benchmark client: partial replies vs plain messages, through wyre.
+
+Usage: ``python bench/stream.py MODE URL [--transport T] [--n N] [--warmup S] [--duration S]``
+
+The server is ``servers.py wyre-stream`` (or ``wyre-fast-stream``).
+
+* ``partials``: ``conn.request({"type": "stream", "n": N})``, whose handler sends
+  N partial replies then a reply, consumed with ``async for p in
+  request.partials()``.
+* ``messages``: ``conn.request({"type": "burst", "n": N})``, whose handler sends N
+  plain messages with ``connection.send`` then a reply; a ``message`` handler
+  on the client counts them.
+
+Bursts of N are repeated for ``--warmup`` then ``--duration`` seconds; the items
+of the bursts that ran in the measured span are counted. Each burst must
+deliver ``i`` = 0..N-1 in order. Prints one JSON line with ``items_per_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from common import announce, run_main
+
+CONNECT_TIMEOUT = 10.0
+BURST_TIMEOUT = 30.0
+
+
+def body(item: Any) -> Any:
+    """The message of a context, or the item itself if it already is one."""
+    return getattr(item, "message", item)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    import wyre
+
+    client = wyre.Client(transport=args.transport)
+    n = args.n
+    ticks: list[int] = []
+    all_ticks = asyncio.Event()
+
+    @client.on("message", "tick")
+    def tick(ctx: Any) -> None:
+        ticks.append(body(ctx)["i"])
+        if len(ticks) == n:
+            all_ticks.set()
+
+    conn = await asyncio.wait_for(client.connect(args.url), CONNECT_TIMEOUT)
+
+    async def partials() -> list[int]:
+        request = conn.request({"type": "stream", "n": n})
+        seen = [body(p)["i"] async for p in request.partials()]
+        reply = await request
+        if body(reply) != {"done": True}:
+            raise RuntimeError(f"unexpected final reply {body(reply)!r}")
+        return seen
+
+    async def messages() -> list[int]:
+        ticks.clear()
+        all_ticks.clear()
+        reply = await conn.request({"type": "burst", "n": n})
+        if body(reply) != {"done": True}:
+            raise RuntimeError(f"unexpected final reply {body(reply)!r}")
+        await all_ticks.wait()
+        return list(ticks)
+
+    burst: Callable[[], Awaitable[list[int]]] = partials if args.mode == "partials" else messages
+    expected = list(range(n))
+
+    async def one_burst() -> None:
+        if await asyncio.wait_for(burst(), BURST_TIMEOUT) != expected:
+            raise RuntimeError(f"{args.mode}: items lost or out of order")
+
+    try:
+        deadline = time.perf_counter() + args.warmup
+        while time.perf_counter() < deadline:
+            await one_burst()
+        bursts = 0
+        start = time.perf_counter()
+        while bursts == 0 or time.perf_counter() - start < args.duration:
+            await one_burst()
+            bursts += 1
+        elapsed = time.perf_counter() - start
+    finally:
+        await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT)
+    result = {"mode": args.mode, "items_per_s": bursts * n / elapsed, "bursts": bursts, "n": n}
+    announce(json.dumps(result))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["partials", "messages"])
+    parser.add_argument("url")
+    parser.add_argument("--transport", choices=["websockets", "picows"], default="websockets")
+    parser.add_argument("--n", type=int, default=1000, help="items per burst")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    return run_main(main_async(args), use_uvloop=args.transport == "picows")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

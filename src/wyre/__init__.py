@@ -1,0 +1,52 @@
+"""wyre: request/reply messaging over WebSocket, for asyncio.
+
+Either side of a connection can ``send`` a message, or send a ``request`` and
+get back exactly one reply or error, with any number of partial replies
+streamed before it. Handlers are routed by event and by the message's type.
+The wire format is the original wyre's (``docs/protocol.md``), so JavaScript
+wyre peers interoperate.
+"""
+
+from .client import Client
+from .config import Options
+from .connection import Connection, Delivery, Request
+from .context import Context
+from .exceptions import (
+    CodecError,
+    ConnectError,
+    ConnectionClosed,
+    LimitExceeded,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    RequestError,
+    RequestTimeout,
+    WyreError,
+)
+from .protocol import Codec, Direction
+from .server import Server
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "Codec",
+    "CodecError",
+    "ConnectError",
+    "Connection",
+    "ConnectionClosed",
+    "Context",
+    "Delivery",
+    "Direction",
+    "LimitExceeded",
+    "LocalProtocolError",
+    "Options",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "RequestError",
+    "RequestTimeout",
+    "Server",
+    "WyreError",
+    "__version__",
+]

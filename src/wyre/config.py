@@ -1,0 +1,104 @@
+"""Options shared by :class:`~wyre.Server` and :class:`~wyre.Client`.
+
+Every wait on the peer has a finite default; ``None`` means "no limit" and is
+only ever used when asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["LOG_LEVELS", "Options", "TransportName", "log_level"]
+
+TransportName = Literal["websockets", "picows"]
+
+SILLY = 5
+"""The original's most verbose level, below ``logging.DEBUG``."""
+
+LOG_LEVELS: dict[str | int, int] = {
+    "none": logging.CRITICAL + 10,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "silly": SILLY,
+    0: logging.CRITICAL + 10,
+    1: logging.ERROR,
+    2: logging.WARNING,
+    3: logging.INFO,
+    4: logging.DEBUG,
+    5: SILLY,
+}
+"""The original's level names and numbers, mapped to :mod:`logging` levels."""
+
+
+def log_level(level: str | int) -> int:
+    """Translate an original level name or number (0-5) to a logging level.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    key = level.lower() if isinstance(level, str) else level
+    try:
+        return LOG_LEVELS[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown log level {level!r}: use none, error, warn, info, debug, silly or 0-5"
+        ) from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """Configuration of an endpoint; pass these as keyword arguments.
+
+    Timeouts are in seconds. Sizes are in bytes.
+    """
+
+    log_level: str | int | None = None
+    """The original's level names; sets the level of ``logger``. None: leave it."""
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("wyre"))
+    """Where the endpoint logs; the default is the ``wyre`` logger."""
+    transport: TransportName = "websockets"
+    """``websockets`` (default) or ``picows`` (the ``fast`` extra)."""
+    request_timeout: float | None = 30.0
+    """Default time to wait for a request's reply (or a send's acknowledgement)."""
+    open_timeout: float | None = 10.0
+    """Time allowed for the opening handshake of a client connection."""
+    close_timeout: float | None = 10.0
+    """Time allowed for a closing handshake before the socket is dropped."""
+    shutdown_grace: float = 10.0
+    """Time ``Server.close()`` lets running request handlers finish."""
+    extensions: bool = True
+    """Offer/accept the ``wyre.v2`` subprotocol (acknowledgements, cancellation)."""
+    max_message_size: int | None = 1 << 20
+    """Largest frame accepted; a larger one closes the connection with 1009."""
+    max_pending_requests: int = 1024
+    """Outgoing requests awaiting a reply, per connection; past it LimitExceeded."""
+    max_running_handlers: int = 128
+    """Request handlers running at once per connection; past it reading pauses."""
+    write_limit: int = 256 * 1024
+    """Write buffer high-water mark: above it, sends wait and reading pauses."""
+    write_timeout: float | None = 30.0
+    """How long a peer may leave the write buffer full before it is dropped."""
+    ping_interval: float | None = 20.0
+    """Keepalive ping period."""
+    ping_timeout: float | None = 20.0
+    """Time a pong may take before the peer is considered dead."""
+    compression: bool = False
+    """Negotiate permessage-deflate (off by default, as in the original)."""
+    debug_errors: bool = False
+    """Put the traceback into the ERROR reply sent when a handler raises."""
+    subprotocols: tuple[str, ...] = ()
+    """Server: application subprotocols it accepts, preferred over ``wyre.v2``."""
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("websockets", "picows"):
+            raise ValueError(f"unknown transport {self.transport!r}: use websockets or picows")
+        for name in ("max_pending_requests", "max_running_handlers", "write_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.log_level is not None:
+            self.logger.setLevel(log_level(self.log_level))

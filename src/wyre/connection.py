@@ -1,0 +1,832 @@
+"""A Connection: one open socket, and the protocol driven over it.
+
+A frame's path, start to end: the transport calls :meth:`Connection.receive`
+with the payload; it is decoded, its direction read, and then
+
+* a REQUEST runs the routed request handler (plain functions inline, coroutine
+  functions in a task of their own), whose answer goes back through
+  :meth:`Connection._answer`;
+* a MESSAGE runs the routed message handler (acknowledged first under
+  ``wyre.v2`` when it carries a key);
+* a REPLY, ERROR or PARTIAL settles the matching :class:`Request` in
+  ``_pending``;
+* ``wyre.v2`` control frames settle an acknowledged send (ACK) or cancel a
+  running handler (CANCEL).
+
+Anything that cannot be handled becomes an ``error`` event (and an ERROR
+reply when the frame carried a usable key); the connection goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import traceback
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from inspect import isawaitable
+from random import getrandbits
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any
+
+from .context import ANSWERED, CANCELLED, Context
+from .exceptions import (
+    CodecError,
+    ConnectionClosed,
+    LimitExceeded,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RequestError,
+    RequestTimeout,
+    WyreError,
+)
+from .protocol import SUBPROTOCOL, Direction, parse_direction, route_key
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+    from .transport import Transport
+
+__all__ = ["Callback", "Connection", "Delivery", "Request"]
+
+Callback = Callable[..., Any]
+"""A node-style callback: ``cb(err)``, ``cb(None, value)``, ``cb(None, None, partial)``."""
+
+_UNSET: Any = object()
+
+REQUEST = Direction.REQUEST
+REPLY = Direction.REPLY
+ERROR = Direction.ERROR
+PARTIAL = Direction.PARTIAL
+MESSAGE = Direction.MESSAGE
+ACK = Direction.ACK
+CANCEL = Direction.CANCEL
+
+# Keys of requests we gave up on (timeout, cancellation) are remembered for a
+# while, so that their late answers are dropped quietly instead of being
+# reported as protocol errors.
+_ABANDONED_MEMORY = 1024
+
+# Version and variant bits of a uuid4, placed into 128 random bits.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_key() -> str:
+    """A fresh uuid4 string for a request key.
+
+    Keys only need to be unique among one connection's pending requests, not
+    secret, so the fast ``random`` generator stands in for ``os.urandom``.
+    """
+    h = "%032x" % ((getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class _Done:
+    """An awaitable that is already complete: what a send returns when no wait is needed."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+    def done(self) -> bool:
+        return True
+
+
+DONE = _Done()
+
+
+def _split_options(options: Any, callback: Any, flags: dict[str, Any]) -> Callback | None:
+    """Accept the original's ``(message[, options], callback)`` argument shapes.
+
+    ``options`` may be the callback itself, or a dict of flags (``binary``,
+    ``compress``, ``mask``) merged into ``flags``.
+    """
+    if callable(options) and callback is None:
+        return options  # type: ignore[no-any-return]
+    if options is not None:
+        if not isinstance(options, dict):
+            raise TypeError(f"options must be a dict of flags, not {type(options).__name__}")
+        for name, value in options.items():
+            flags.setdefault(name, value)
+    return callback  # type: ignore[no-any-return]
+
+
+def _call_back(callback: Callback, connection: Connection, *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        connection.logger.exception("callback %r raised", callback)
+
+
+class Delivery:
+    """An outgoing frame that waits for something: an acknowledgement or a reply.
+
+    Await it for the outcome. When it fails and a callback was given, the
+    failure is reported to the callback and not again as an un-retrieved
+    exception.
+    """
+
+    __slots__ = ("_callback", "_connection", "_future", "_timer", "key")
+
+    def __init__(self, connection: Connection, callback: Callback | None) -> None:
+        self._connection = connection
+        self._callback = callback
+        self._future: asyncio.Future[Any] = connection._loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        self.key: str | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        future = self._future
+        try:
+            return (yield from future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                # The task awaiting us was cancelled (or timed out).
+                self._connection._abandon(self, cancelled=True)
+            raise
+
+    def done(self) -> bool:
+        """Whether the outcome is known."""
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        """Give up: fail awaiters with CancelledError and, under v2, tell the peer."""
+        if self._future.done():
+            return False
+        self._connection._abandon(self, cancelled=True)
+        return self._future.cancel()
+
+    def _start_timer(self, timeout: float | None) -> None:
+        if timeout is not None:
+            self._timer = self._connection._loop.call_later(timeout, self._expire, timeout)
+
+    def _expire(self, timeout: float) -> None:
+        self._timer = None
+        if not self._future.done():
+            self._connection._abandon(self, cancelled=False)
+            self._fail(RequestTimeout(f"no answer to {self.key} within {timeout:g} s"))
+
+    def _settle(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _resolve(self, value: Any) -> None:
+        self._settle()
+        if not self._future.done():
+            self._future.set_result(value)
+        if self._callback is not None:
+            _call_back(self._callback, self._connection, None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._settle()
+        future = self._future
+        if future.done():
+            return
+        future.set_exception(exc)
+        if self._callback is not None:
+            future.exception()  # retrieved: the callback reports it
+            _call_back(self._callback, self._connection, exc)
+
+
+class Request(Delivery):
+    """A request in flight: await it for the reply, iterate it for partials.
+
+    ::
+
+        request = conn.request({"type": "count"})
+        async for partial in request.partials():   # optional
+            print(partial.message)
+        reply = await request                       # the REPLY's Context
+
+    Awaiting raises :class:`~wyre.RequestError` for an ERROR reply,
+    :class:`~wyre.RequestTimeout` when no reply came in time, and
+    :class:`~wyre.ConnectionClosed` when the connection closed first.
+    Cancelling the awaiting task cancels the request (and, under ``wyre.v2``,
+    the peer's handler). Partials are buffered until read, so reading them is
+    optional and may start late.
+    """
+
+    __slots__ = ("_partials", "_waiter")
+
+    def __init__(self, connection: Connection, callback: Callback | None) -> None:
+        super().__init__(connection, callback)
+        self._partials: deque[Context] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def partials(self) -> AsyncIterator[Context]:
+        """Yield each PARTIAL's context, in order, until the request ends.
+
+        Raises the request's failure (RequestError, RequestTimeout,
+        ConnectionClosed) after the last partial, so that a loop over the
+        partials cannot miss it; on success the loop just ends and
+        ``await request`` gives the reply.
+        """
+        partials = self._partials
+        future = self._future
+        while True:
+            while partials:
+                yield partials.popleft()
+            if future.done():
+                if not future.cancelled() and future.exception() is not None:
+                    await future  # raises the failure
+                return
+            waiter = self._waiter = self._connection._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _partial(self, context: Context) -> None:
+        self._partials.append(context)
+        self._wake()
+        if self._callback is not None:
+            _call_back(self._callback, self._connection, None, None, context)
+
+    def _resolve(self, value: Any) -> None:
+        self._settle()
+        if not self._future.done():
+            self._future.set_result(value)
+        self._wake()
+        if self._callback is not None:
+            _call_back(self._callback, self._connection, None, value)
+
+    def _fail(self, exc: BaseException) -> None:
+        super()._fail(exc)
+        self._wake()
+
+
+class Connection:
+    """One open WebSocket, on either side: ``id``, ``send``, ``request``, ``close``.
+
+    Made by a :class:`~wyre.Server` for each accepted socket and by
+    :meth:`Client.connect <wyre.Client.connect>`. Every operation returns an
+    awaitable and also accepts the original's node-style callback; awaiting
+    is optional when a callback is given.
+
+    Attributes:
+        id: a uuid4 made by this side when the socket opened.
+        extensions: whether both ends speak ``wyre.v2`` (acknowledged sends,
+            cancellation); otherwise the original semantics apply.
+        close_code, close_reason: set once the connection is closed.
+    """
+
+    def __init__(self, endpoint: Endpoint, transport: Transport) -> None:
+        self.id = str(uuid.uuid4())
+        self.endpoint = endpoint
+        self.logger = endpoint.logger
+        self.extensions = transport.subprotocol == SUBPROTOCOL
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._closing: asyncio.Task[None] | None = None
+        options = endpoint.options
+        self._request_timeout = options.request_timeout
+        self._max_pending = options.max_pending_requests
+        self._max_running = options.max_running_handlers
+        self._write_limit = options.write_limit
+        self._write_timeout = options.write_timeout
+        self._debug_errors = options.debug_errors
+        envelope = endpoint.envelope
+        self._decode = envelope.codec.decode
+        self._encode = envelope.codec.encode
+        self._get_key = envelope.get_key
+        self._set_key = envelope.set_key
+        self._get_direction = envelope.get_direction
+        self._set_direction = envelope.set_direction
+        self._get_type = envelope.get_type
+        self._requires_dict = envelope.requires_dict
+        router = endpoint.router
+        self._request_handlers = router.typed["request"]
+        self._message_handlers = router.typed["message"]
+        self._untyped = router.untyped
+        self._pending: dict[Any, Request] = {}
+        self._acks: dict[Any, Delivery] = {}
+        self._abandoned: dict[Any, None] = {}
+        self._running: dict[Any, tuple[asyncio.Task[None], Context]] = {}
+        self._reading_paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    # -- public API --------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the socket is closed; sends and requests then fail."""
+        return self.close_code is not None
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake."""
+        return self._transport.subprotocol
+
+    @property
+    def pending_requests(self) -> int:
+        """Outgoing requests still waiting for their reply."""
+        return len(self._pending)
+
+    def send(
+        self,
+        message: Any,
+        options: Any = None,
+        callback: Callback | None = None,
+        *,
+        ack: bool | None = None,
+        timeout: float | None = _UNSET,
+        **flags: Any,
+    ) -> Awaitable[None]:
+        """Send a one-way message.
+
+        With ``ack`` (the default when a callback is given, as the original
+        promised the callback fires once the other end received the message)
+        and a ``wyre.v2`` peer, the message gets a key and the returned
+        awaitable resolves when the peer acknowledges it (after decoding,
+        before its handler runs), or fails with RequestTimeout after
+        ``timeout``. Without ``ack``, or with a peer speaking the original
+        protocol, it resolves once the frame is handed to the socket and the
+        write buffer is below the high-water mark.
+
+        Flags: ``binary`` sends a binary frame; ``compress`` and ``mask`` are
+        accepted for compatibility (compression is negotiated per connection,
+        a client always masks and a server never does, as RFC 6455 requires).
+
+        Raises (from the awaitable, or to the callback):
+            ConnectionClosed: the connection is closed.
+            RequestTimeout: no acknowledgement in time.
+            LocalProtocolError, CodecError: the message cannot be sent.
+        """
+        callback = _split_options(options, callback, flags)
+        if ack is None:
+            ack = callback is not None
+        binary = bool(flags.get("binary"))
+        if not (ack and self.extensions):
+            try:
+                written = self._send_now(message, binary)
+            except WyreError as exc:
+                return self._failed(exc, callback)
+            if callback is not None:
+                self._loop.call_soon(_call_back, callback, self, None)
+            return written
+        delivery = Delivery(self, callback)
+        try:
+            key = self._get_key(message)
+            if key is None:
+                key = new_key()
+                self._set_key(message, key)
+            delivery.key = key
+            self._acks[key] = delivery
+            self._send_now(message, binary)
+        except WyreError as exc:
+            self._acks.pop(delivery.key, None)
+            delivery._fail(exc)
+            return delivery
+        except Exception as exc:
+            delivery._fail(LocalProtocolError(f"cannot send this message: {exc}", frame=message))
+            return delivery
+        delivery._start_timer(self._request_timeout if timeout is _UNSET else timeout)
+        return delivery
+
+    def request(
+        self,
+        message: Any,
+        options: Any = None,
+        callback: Callback | None = None,
+        *,
+        timeout: float | None = _UNSET,
+        **flags: Any,
+    ) -> Request:
+        """Send a request; the result is awaited for the reply's :class:`Context`.
+
+        Sets ``direction`` to REQUEST and a uuid4 ``key`` unless the message
+        has one (the message object is modified, as in the original). The
+        request fails with RequestTimeout after ``timeout`` seconds (default:
+        the endpoint's ``request_timeout``; ``None`` waits for ever).
+
+        The callback, if given, is called as ``cb(None, None, partial)`` for
+        each partial, then ``cb(None, reply)`` or ``cb(error)``.
+
+        Raises (from the awaitable, or to the callback): RequestError,
+        RequestTimeout, ConnectionClosed, LimitExceeded (too many pending
+        requests; nothing was sent), LocalProtocolError, CodecError.
+        """
+        callback = _split_options(options, callback, flags)
+        request = Request(self, callback)
+        if self.close_code is not None:
+            request._fail(self._closed_error())
+            return request
+        if len(self._pending) >= self._max_pending:
+            request._fail(LimitExceeded(f"{self._max_pending} requests already pending"))
+            return request
+        try:
+            key = self._get_key(message)
+            if key is None:
+                key = new_key()
+                self._set_key(message, key)
+            self._set_direction(message, "REQUEST")
+        except Exception as exc:
+            request._fail(
+                LocalProtocolError(f"cannot make a request of this: {exc}", frame=message)
+            )
+            return request
+        if key in self._pending:
+            request._fail(LocalProtocolError(f"a request with key {key!r} is already pending"))
+            return request
+        request.key = key
+        self._pending[key] = request
+        try:
+            self._send_now(message, bool(flags.get("binary")))
+        except WyreError as exc:
+            self._pending.pop(key, None)
+            request._fail(exc)
+            return request
+        request._start_timer(self._request_timeout if timeout is _UNSET else timeout)
+        return request
+
+    def close(
+        self, code: int = 1000, reason: str = "", callback: Callback | None = None
+    ) -> Awaitable[None]:
+        """Close the connection with a WebSocket close code and reason.
+
+        Idempotent; bounded by the endpoint's ``close_timeout`` (the socket is
+        dropped when the peer does not complete the handshake in time). Every
+        pending request fails with ConnectionClosed.
+        """
+        if self._closing is None:
+            self._closing = self._loop.create_task(self._close(code, reason))
+        if callback is not None:
+            self._closing.add_done_callback(lambda _: _call_back(callback, self, None))
+        return self._closing
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.close_code is not None:
+            return
+        try:
+            await self._transport.close(code, reason)
+        except Exception:  # a failed closing handshake still ends the connection
+            self.logger.debug("closing handshake failed", exc_info=True)
+            self._transport.abort()
+        if self.close_code is None:
+            self.connection_lost(code, reason)
+
+    def __repr__(self) -> str:
+        state = "open" if self.close_code is None else f"closed {self.close_code}"
+        return f"<Connection {self.id} {state}>"
+
+    # -- from the transport ------------------------------------------------
+
+    def receive(self, data: str | bytes) -> None:
+        """Handle one received frame; never raises (see the module docstring)."""
+        try:
+            message = self._decode(data)
+        except Exception as exc:
+            self._reject(CodecError(f"undecodable frame ({type(exc).__name__})", frame=data))
+            return
+        if self._requires_dict and message.__class__ is not dict:
+            self._reject(RemoteProtocolError("frame is not a JSON object", frame=data))
+            return
+        try:
+            direction = parse_direction(self._get_direction(message))
+            if direction is REQUEST:
+                self._on_request(message, data)
+            elif direction is REPLY or direction is ERROR or direction is PARTIAL:
+                self._on_answer(message, direction, data)
+            elif direction is MESSAGE:
+                if self.extensions:
+                    key = self._get_key(message)
+                    if key is not None:
+                        self._control(ACK, key)
+                type_ = self._get_type(message)
+                handler = None
+                if type_ is not None:
+                    handler = self._message_handlers.get(
+                        type_ if type_.__class__ is str else route_key(type_)
+                    )
+                if handler is None:
+                    handler = self._untyped.get("message")
+                if handler is None:
+                    self.logger.info("no message handler for type %r", type_)
+                    return
+                self.endpoint._call(handler, Context(message, type_, self, None, MESSAGE))
+            elif self.extensions and direction is ACK:
+                delivery = self._acks.pop(self._get_key(message), None)
+                if delivery is not None:
+                    delivery._resolve(None)
+            elif self.extensions and direction is CANCEL:
+                running = self._running.get(self._get_key(message))
+                if running is not None:
+                    task, context = running
+                    context._state = CANCELLED
+                    task.cancel()
+            else:
+                raise RemoteProtocolError(
+                    f"unknown direction {self._get_direction(message)!r}", frame=data
+                )
+        except RemoteProtocolError as exc:
+            self._reject(exc, message)
+        except Exception as exc:
+            self._reject(RemoteProtocolError(f"cannot handle frame: {exc!r}", frame=data), message)
+
+    def connection_lost(self, code: int, reason: str) -> None:
+        """The socket closed: fail everything pending, cancel handlers, emit ``close``."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        error = self._closed_error()
+        pending, self._pending = self._pending, {}
+        for request in pending.values():
+            request._fail(error)
+        acks, self._acks = self._acks, {}
+        for delivery in acks.values():
+            delivery._fail(error)
+        for task, context in list(self._running.values()):
+            context._state = CANCELLED
+            task.cancel()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(error)
+            self._drained.exception()
+        self.endpoint._connection_closed(self)
+
+    # -- incoming ----------------------------------------------------------
+
+    def _on_request(self, message: Any, data: str | bytes) -> None:
+        key = self._get_key(message)
+        if key.__class__ is not str:
+            raise RemoteProtocolError(
+                "request without a key" if key is None else f"request key is not a string: {key!r}",
+                frame=data,
+            )
+        type_ = self._get_type(message)
+        context = Context(message, type_, self, key, REQUEST)
+        if key in self._running:
+            self._reply_error(context, "DuplicateKey", f"request {key} is already running")
+            raise RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
+        handler = None
+        if type_ is not None:
+            handler = self._request_handlers.get(
+                type_ if type_.__class__ is str else route_key(type_)
+            )
+        if handler is None:
+            handler = self._untyped.get("request")
+            if handler is None:
+                self.logger.warning("no request handler for type %r", type_)
+                self._reply_error(context, "NoHandler", f"no request handler for type {type_!r}")
+                return
+        try:
+            result = handler(context)
+        except Exception as exc:
+            self._handler_failed(context, exc)
+            return
+        if result is None:
+            return
+        if result.__class__ is CoroutineType or isawaitable(result):
+            task = self._loop.create_task(self._run_handler(context, result))
+            self._running[key] = (task, context)
+            if len(self._running) >= self._max_running and not self._reading_paused:
+                self._reading_paused = True
+                self._transport.pause_reading()
+        elif not context._state:
+            self._finish(context, result)
+
+    async def _run_handler(self, context: Context, coroutine: Awaitable[Any]) -> None:
+        try:
+            result = await coroutine
+        except asyncio.CancelledError:
+            context._state = CANCELLED  # a cancelled handler's answer is never sent
+        except Exception as exc:
+            self._handler_failed(context, exc)
+        else:
+            if result is not None and not context._state:
+                self._finish(context, result)
+        finally:
+            del self._running[context.key]
+            if self._reading_paused and len(self._running) < self._max_running:
+                self._reading_paused = False
+                if self._drained is None and self.close_code is None:
+                    self._transport.resume_reading()
+
+    def _finish(self, context: Context, result: Any) -> None:
+        try:
+            self._answer(context, result, REPLY, None, None, {})
+        except WyreError as exc:
+            self._handler_failed(context, exc)
+
+    def _handler_failed(self, context: Context, exc: BaseException) -> None:
+        if isinstance(exc, ConnectionClosed):
+            return
+        self.logger.error("request handler for %r raised", context.type, exc_info=exc)
+        if not context._state and self.close_code is None:
+            detail = "".join(traceback.format_exception(exc)) if self._debug_errors else None
+            self._reply_error(context, type(exc).__name__, str(exc), detail)
+        with contextlib.suppress(Exception):
+            exc.connection = self  # type: ignore[attr-defined]
+        self.endpoint._emit_error(exc, logged=True)
+
+    def _on_answer(self, message: Any, direction: Direction, data: str | bytes) -> None:
+        key = self._get_key(message)
+        if key.__class__ is not str:
+            raise RemoteProtocolError(f"{direction} key is not a string: {key!r}", frame=data)
+        type_ = self._get_type(message)
+        if direction is PARTIAL:
+            request = self._pending.get(key)
+            if request is not None:
+                request._partial(Context(message, type_, self, key, direction))
+                return
+        else:
+            request = self._pending.pop(key, None)
+            if request is not None:
+                context = Context(message, type_, self, key, direction)
+                if direction is REPLY:
+                    request._resolve(context)
+                else:
+                    request._fail(RequestError(context))
+                return
+        if key in self._abandoned:
+            self.logger.debug("dropped late %s for %s", direction, key)
+            return
+        raise RemoteProtocolError(f"{direction} for unknown key {key!r}", frame=data)
+
+    def _reject(self, error: WyreError, message: Any = None) -> None:
+        """Report a frame that cannot be handled; answer it if it may be a keyed request.
+
+        Frames that are themselves answers (REPLY, ERROR, PARTIAL, ACK, CANCEL)
+        never get an ERROR back: two ends rejecting each other's answers would
+        loop for ever.
+        """
+        error.connection = self
+        if message is not None and self.close_code is None:
+            try:
+                key = self._get_key(message)
+                direction = parse_direction(self._get_direction(message))
+                running = key in self._running
+            except Exception:
+                key, direction, running = None, None, True
+            if key is not None and direction in (REQUEST, None) and not running:
+                self._reply_error(
+                    Context(message, None, self, key, REQUEST), type(error).__name__, str(error)
+                )
+        self.endpoint._emit_error(error)
+
+    # -- outgoing ----------------------------------------------------------
+
+    def _answer(
+        self,
+        context: Context,
+        message: Any,
+        direction: Direction,
+        options: Any,
+        callback: Callback | None,
+        flags: dict[str, Any],
+    ) -> Awaitable[None]:
+        """Send a REPLY, ERROR or PARTIAL for ``context`` (see :class:`Context`)."""
+        callback = _split_options(options, callback, flags)
+        if context.direction is not REQUEST:
+            raise LocalProtocolError(f"cannot answer a {context.direction}: only a REQUEST")
+        state = context._state
+        if state:
+            if state is CANCELLED:
+                return DONE  # the requester gave up; its handler's answers are dropped
+            raise LocalProtocolError(f"request {context.key} was already answered")
+        if direction is not PARTIAL:
+            context._state = ANSWERED
+        if message is None:
+            message = {}
+        try:
+            self._set_key(message, context.key)
+            self._set_direction(message, direction.value)
+        except Exception as exc:
+            raise LocalProtocolError(f"an answer must be an object: {exc}", frame=message) from exc
+        try:
+            written = self._send_now(message, bool(flags.get("binary")))
+        except WyreError as exc:
+            return self._failed(exc, callback)
+        if callback is not None:
+            self._loop.call_soon(_call_back, callback, self, None)
+        return written
+
+    def _reply_error(
+        self, context: Context, name: str, text: str, detail: str | None = None
+    ) -> None:
+        """Send the safe ERROR reply that reports a failure we caught."""
+        body: dict[str, Any] = {"error": name, "message": text}
+        if detail is not None:
+            body["traceback"] = detail
+        context._state = ANSWERED
+        try:
+            self._set_key(body, context.key)
+            self._set_direction(body, "ERROR")
+            self._send_now(body, False)
+        except WyreError:
+            self.logger.debug("could not send an error reply", exc_info=True)
+
+    def _control(self, direction: Direction, key: Any) -> None:
+        """Send a ``wyre.v2`` control frame (ACK, CANCEL)."""
+        body: dict[str, Any] = {}
+        self._set_key(body, key)
+        self._set_direction(body, direction.value)
+        try:
+            self._send_now(body, False)
+        except WyreError:
+            self.logger.debug("could not send %s", direction, exc_info=True)
+
+    def _send_now(self, message: Any, binary: bool) -> Awaitable[None]:
+        """Encode and write one frame; the awaitable waits out a full write buffer.
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+            CodecError: the message cannot be encoded.
+        """
+        if self.close_code is not None:
+            raise self._closed_error()
+        try:
+            data = self._encode(message)
+        except Exception as exc:
+            raise CodecError(f"cannot encode message ({exc})", frame=message) from exc
+        try:
+            self._transport.write(data, binary)
+        except Exception as exc:
+            self.logger.debug("write failed", exc_info=True)
+            self._transport.abort()
+            raise self._closed_error(1006, "write failed") from exc
+        if self._transport.write_buffer_size() > self._write_limit:
+            return self._congested()
+        return DONE
+
+    def _congested(self) -> asyncio.Future[None]:
+        """Start waiting for the peer to read: pause reading it, bound the wait."""
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+            if not self._reading_paused:
+                self._transport.pause_reading()
+            self._loop.create_task(self._drain())
+        return self._drained
+
+    async def _drain(self) -> None:
+        drained = self._drained
+        assert drained is not None
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await self._transport.drain()
+        except TimeoutError:
+            self.logger.warning(
+                "peer %s read nothing for %s s: dropping it", self.id, self._write_timeout
+            )
+            self._transport.abort()
+            self.connection_lost(1006, "peer stopped reading")
+        except Exception:
+            self.connection_lost(1006, "write failed")
+        else:
+            if not drained.done():
+                drained.set_result(None)
+            if not self._reading_paused and self.close_code is None:
+                self._transport.resume_reading()
+        finally:
+            self._drained = None
+
+    def _failed(self, exc: WyreError, callback: Callback | None) -> Awaitable[None]:
+        """An awaitable already failed with ``exc``, reported to ``callback`` too.
+
+        Marked as retrieved: a send that fails because the connection closed
+        is normal at shutdown and is logged at debug level instead.
+        """
+        future: asyncio.Future[None] = self._loop.create_future()
+        future.set_exception(exc)
+        future.exception()
+        self.logger.debug("send failed: %s", exc)
+        if callback is not None:
+            self._loop.call_soon(_call_back, callback, self, exc)
+        return future
+
+    def _closed_error(self, code: int | None = None, reason: str | None = None) -> ConnectionClosed:
+        error = ConnectionClosed(
+            code if code is not None else (self.close_code or 1006),
+            reason if reason is not None else (self.close_reason or ""),
+        )
+        error.connection = self
+        return error
+
+    def _abandon(self, delivery: Delivery, *, cancelled: bool) -> None:
+        """Forget a request or acknowledged send we gave up on; tell a v2 peer."""
+        key = delivery.key
+        delivery._settle()
+        if key is None:
+            return
+        table: dict[Any, Any] = self._pending if isinstance(delivery, Request) else self._acks
+        if table.get(key) is not delivery:
+            return
+        del table[key]
+        self._abandoned[key] = None
+        if len(self._abandoned) > _ABANDONED_MEMORY:
+            del self._abandoned[next(iter(self._abandoned))]
+        if self.extensions and isinstance(delivery, Request) and self.close_code is None:
+            self._control(CANCEL, key)
+        if cancelled:
+            self.logger.debug("request %s cancelled", key)

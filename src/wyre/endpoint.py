@@ -1,0 +1,183 @@
+"""What a Server and a Client share: options, handlers, envelope, events.
+
+An endpoint owns the handler registry (:mod:`wyre.routing`) and the envelope
+(:mod:`wyre.protocol.envelope`); its connections read both when they open,
+so register handlers and call :meth:`Endpoint.use` before listening or
+connecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+
+from .config import Options
+from .connection import Connection
+from .protocol import Envelope
+from .routing import Router
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+__all__ = ["Endpoint"]
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+class Endpoint:
+    """Base of :class:`~wyre.Server` and :class:`~wyre.Client`."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = Options(**options)
+        self.logger = self.options.logger
+        self.router = Router()
+        self.envelope = Envelope()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.connections: dict[str, Connection] = {}
+        """The open connections, by id."""
+
+    # -- registration ------------------------------------------------------
+
+    @overload
+    def on(self, event: str, /) -> Callable[[H], H]: ...
+    @overload
+    def on(self, event: str, handler: H, /) -> H: ...
+    @overload
+    def on(self, event: str, type_: str | int, /) -> Callable[[H], H]: ...
+    @overload
+    def on(self, event: str, type_: str | int, handler: H, /) -> H: ...
+
+    def on(self, event: str, *args: Any) -> Any:
+        """Register a handler for an event, optionally only for one message type.
+
+        ``on(event, handler)``, ``on(event, type, handler)``, or as a decorator,
+        ``@on(event)`` / ``@on(event, type)``. Events and handler arguments:
+
+        * ``connection``: the :class:`~wyre.Connection` that opened;
+        * ``message``: a :class:`~wyre.Context` (direction absent or MESSAGE);
+        * ``request``: a :class:`~wyre.Context`; answer with ``ctx.reply()``,
+          ``ctx.error()``, ``ctx.partial()``, or return a value (sent as the
+          reply) or raise (sent as an ERROR reply);
+        * ``close``: ``code, reason, connection``;
+        * ``error``: the exception (a :class:`~wyre.WyreError` carries
+          ``.connection``; a frame error also a ``.preview`` of the frame).
+
+        Handlers may be plain or coroutine functions. Plain functions run
+        inline as the frame is read and are the cheapest; coroutine
+        functions run in a task of their own.
+
+        Raises:
+            ValueError: unknown event, or a type for an event without types.
+        """
+        if len(args) > 2:
+            raise TypeError("on() takes an event, an optional type and a handler")
+        if args and callable(args[-1]):
+            *rest, handler = args
+            self.router.add(event, rest[0] if rest else None, handler)
+            return handler
+        type_ = args[0] if args else None
+        self.router.check(event, type_)  # fail at the decorator's line, not later
+
+        def register(handler: H) -> H:
+            self.router.add(event, type_, handler)
+            return handler
+
+        return register
+
+    def use(
+        self, kind: str, getter: Callable[..., Any], setter: Callable[..., Any] | None = None
+    ) -> None:
+        """Change where a protocol field lives, or the whole codec.
+
+        ``use("key", get, set)``, ``use("direction", get, set)``,
+        ``use("type", get)``, ``use("codec", decode, encode)``, as in the
+        original; a getter takes the message, a setter the message and the
+        value. Both ends must agree.
+
+        Raises:
+            ValueError: unknown kind, or a missing setter where one is needed.
+        """
+        self.envelope = self.envelope.using(kind, getter, setter)
+
+    # -- events ------------------------------------------------------------
+
+    def _call(self, handler: Callable[..., Any], *args: Any) -> None:
+        """Run an event handler; a coroutine handler becomes a tracked task."""
+        try:
+            result = handler(*args)
+        except Exception as exc:
+            self._handler_raised(handler, exc)
+            return
+        if result is not None and isawaitable(result):
+            self._spawn(self._await(handler, result))
+
+    async def _await(self, handler: Callable[..., Any], awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception as exc:
+            self._handler_raised(handler, exc)
+
+    def _handler_raised(self, handler: Callable[..., Any], exc: Exception) -> None:
+        self.logger.error("handler %r raised", handler, exc_info=exc)
+        if handler is not self.router.untyped.get("error"):
+            self._emit_error(exc, logged=True)
+
+    def _emit_error(self, exc: BaseException, *, logged: bool = False) -> None:
+        """Hand ``exc`` to the ``error`` handler; without one, log it (once)."""
+        handler = self.router.untyped.get("error")
+        if handler is None:
+            if not logged:
+                self.logger.warning("%s: %s", type(exc).__name__, exc)
+        else:
+            self._call(handler, exc)
+
+    def _open(self, transport: Transport) -> Connection:
+        """Make the Connection for a newly opened socket and announce it."""
+        connection = Connection(self, transport)
+        self.connections[connection.id] = connection
+        handler = self.router.untyped.get("connection")
+        if handler is not None:
+            self._call(handler, connection)
+        return connection
+
+    def _spawn(self, awaitable: Awaitable[Any]) -> None:
+        """Run ``awaitable`` in a task that close() waits for."""
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _connection_closed(self, connection: Connection) -> None:
+        self.connections.pop(connection.id, None)
+        handler = self.router.untyped.get("close")
+        if handler is not None:
+            self._call(handler, connection.close_code, connection.close_reason, connection)
+
+    async def _settle_tasks(self, grace: float | None) -> None:
+        """Let event-handler tasks finish within ``grace`` seconds, then cancel the rest."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+
+    # -- context manager ---------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every connection; overridden by Server and Client."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,140 @@
+"""Every exception wyre raises, under one root.
+
+::
+
+    WyreError
+    ├── ConnectError            the socket could not be opened or the handshake was refused
+    ├── ConnectionClosed        the connection is gone (.code, .reason); pending work fails with it
+    ├── RequestError            the peer answered a request with an ERROR reply (.context)
+    ├── RequestTimeout          no reply within the timeout; also a TimeoutError
+    ├── LimitExceeded           a configured limit refused the operation; also a RuntimeError
+    └── ProtocolError           a frame or a call broke the protocol (.preview)
+        ├── LocalProtocolError  this side misused the API (e.g. a message that is not an object)
+        ├── RemoteProtocolError the peer sent something that cannot be handled
+        └── CodecError          a frame could not be decoded or a message encoded
+
+Errors about a frame received from the peer carry ``connection`` (the
+:class:`~wyre.Connection` it arrived on, or ``None``) and ``preview`` (a short,
+truncated rendering of the frame) so that the ``error`` event can say what and
+where without holding on to a large payload.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .context import Context
+
+__all__ = [
+    "CodecError",
+    "ConnectError",
+    "ConnectionClosed",
+    "LimitExceeded",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RequestError",
+    "RequestTimeout",
+    "WyreError",
+]
+
+PREVIEW_LIMIT = 120
+
+
+def preview(frame: object, limit: int = PREVIEW_LIMIT) -> str:
+    """Render a frame for an error message, cut to ``limit`` characters.
+
+    Frames come from the peer and may be huge or binary; an error must say what
+    arrived without copying all of it into logs.
+    """
+    text = repr(frame) if not isinstance(frame, str) else frame
+    if len(text) > limit:
+        return text[:limit] + f"... ({len(text)} chars)"
+    return text
+
+
+class WyreError(Exception):
+    """Root of every exception raised by wyre."""
+
+    connection: Connection | None = None
+
+
+class ConnectError(WyreError):
+    """The connection could not be opened: nothing listening, refused or timed out."""
+
+
+class ConnectionClosed(WyreError):
+    """The connection closed; what pending requests and later sends fail with.
+
+    ``code`` and ``reason`` are the WebSocket close code and reason, as received
+    from the peer or, for a connection lost without a closing handshake, 1006.
+    The connection cannot be used again.
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        text = f"connection closed with code {self.code}"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
+class RequestError(WyreError):
+    """The peer answered a request with an ERROR reply.
+
+    ``context`` is the error's message context; its ``message`` is the object
+    the peer sent (by convention ``{"error": name, "message": text}`` when the
+    peer's handler raised).
+    """
+
+    def __init__(self, context: Context) -> None:
+        message = context.message
+        detail: Any = message
+        if isinstance(message, dict):
+            detail = message.get("message") or message.get("error") or message
+        super().__init__(f"request failed: {detail}")
+        self.context = context
+        self.connection = context.connection
+
+
+class RequestTimeout(WyreError, TimeoutError):
+    """No reply came within the request's timeout.
+
+    The key is forgotten (a late reply is dropped) and, when the peer speaks
+    ``wyre.v2``, the peer is told to cancel its handler.
+    """
+
+
+class LimitExceeded(WyreError, RuntimeError):
+    """A configured limit refused the operation (e.g. too many pending requests).
+
+    Nothing was sent; the connection is still usable.
+    """
+
+
+class ProtocolError(WyreError):
+    """A frame or a call broke the protocol."""
+
+    def __init__(self, message: str, *, frame: object = None) -> None:
+        super().__init__(message)
+        self.preview = "" if frame is None else preview(frame)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}: {self.preview}" if self.preview else text
+
+
+class LocalProtocolError(ProtocolError):
+    """This side misused the API; nothing was sent."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent a frame that cannot be handled; the connection goes on."""
+
+
+class CodecError(ProtocolError):
+    """A frame could not be decoded, or a message could not be encoded."""

@@ -1,0 +1,104 @@
+"""The Server: listens, accepts connections, routes their frames to handlers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .endpoint import Endpoint
+from .transport import Listener
+from .transports import load
+
+__all__ = ["Server"]
+
+
+class Server(Endpoint):
+    """A wyre server. Options: see :class:`~wyre.config.Options`.
+
+    ::
+
+        server = wyre.Server()
+
+        @server.on("request", "greet")
+        def greet(ctx):
+            return {"text": f"hello {ctx.message['name']}"}
+
+        await server.listen(port=8765)
+
+    Attributes:
+        connections: the open connections, by id.
+        port: the bound port once listening (useful with ``port=0``).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._listener: Listener | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The port the server listens on, or None before listen()."""
+        return None if self._listener is None else self._listener.port
+
+    async def listen(
+        self,
+        options: dict[str, Any] | None = None,
+        /,
+        *,
+        port: int | None = None,
+        host: str | None = None,
+    ) -> None:
+        """Start listening on ``host:port`` (no host: every interface).
+
+        Accepts the original's ``listen({"port": 1234, "host": ...})`` too.
+        ``port=0`` picks a free port; read it from :attr:`port`.
+
+        Raises:
+            ValueError: no port, an invalid port, or options that are not a dict.
+            OSError: the address is in use or cannot be bound.
+        """
+        if options is not None:
+            if not isinstance(options, dict):
+                raise ValueError(f"listen() options must be a dict, not {type(options).__name__}")
+            port = options.get("port", port)
+            host = options.get("host", host)
+        if port is None:
+            raise ValueError("listen() needs a port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"invalid port {port!r}: expected an int from 0 to 65535")
+        if self._listener is not None:
+            raise RuntimeError("this server is already listening")
+        driver = load(self.options.transport)
+        self._listener = await driver.listen(self, host, port)
+        self.logger.info("listening on %s:%s", host or "*", self.port)
+
+    async def close(
+        self, code: int = 1001, reason: str = "", *, grace: float | None = None
+    ) -> None:
+        """Stop the server: stop accepting, drain handlers, close every connection.
+
+        Running request handlers get ``grace`` seconds (default: the
+        ``shutdown_grace`` option) to finish while no new frames are read;
+        the rest are cancelled. Then every connection is closed with ``code``
+        and ``reason`` (default 1001, going away), each bounded by
+        ``close_timeout``. Returns within about grace + close_timeout and
+        leaves no task running.
+        """
+        if self._listener is not None:
+            self._listener.stop_accepting()
+        connections = list(self.connections.values())
+        for connection in connections:
+            connection._transport.pause_reading()
+        running = [task for c in connections for task, _ in c._running.values()]
+        if running:
+            await asyncio.wait(
+                running, timeout=self.options.shutdown_grace if grace is None else grace
+            )
+        if connections:
+            await asyncio.gather(*(c.close(code, reason) for c in connections))
+        if self._listener is not None:
+            try:
+                await asyncio.wait_for(self._listener.wait_closed(), self.options.close_timeout)
+            except TimeoutError:
+                self.logger.warning("connections did not finish closing in time")
+            self._listener = None
+        await self._settle_tasks(self.options.close_timeout)

@@ -37,6 +37,11 @@ def body(item: Any) -> Any:
     return getattr(item, "message", item)
 
 
+def check_done(reply: Any) -> None:
+    if body(reply).get("done") is not True:
+        raise RuntimeError(f"unexpected final reply {body(reply)!r}")
+
+
 async def main_async(args: argparse.Namespace) -> int:
     import wyre
 
@@ -56,17 +61,13 @@ async def main_async(args: argparse.Namespace) -> int:
     async def partials() -> list[int]:
         request = conn.request({"type": "stream", "n": n})
         seen = [body(p)["i"] async for p in request.partials()]
-        reply = await request
-        if body(reply) != {"done": True}:
-            raise RuntimeError(f"unexpected final reply {body(reply)!r}")
+        check_done(await request)
         return seen
 
     async def messages() -> list[int]:
         ticks.clear()
         all_ticks.clear()
-        reply = await conn.request({"type": "burst", "n": n})
-        if body(reply) != {"done": True}:
-            raise RuntimeError(f"unexpected final reply {body(reply)!r}")
+        check_done(await conn.request({"type": "burst", "n": n}))
         await all_ticks.wait()
         return list(ticks)
 

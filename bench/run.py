@@ -1,0 +1,555 @@
+"""Benchmark driver: runs every server, client, stream and memory benchmark; prints markdown.
+
+Usage: ``python bench/run.py [--quick | --tiny] [--out FILE] [--only NAMES] [--strict]``
+
+Each server runs in its own process pinned to the first CPU, the load generator
+(or benchmark client) in another pinned to the second. Systems are interleaved
+over rounds (round 1: A B C ..., round 2: A B C ...) and the median of the
+rounds is reported. A system whose library cannot be imported is skipped
+("unavailable"); a system that fails (no start, a crash, a wrong or lost reply,
+a timeout) is reported and makes the exit code 1. ``--strict`` also fails on
+unavailable systems. Progress goes to stderr, the markdown to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from common import EXIT_UNAVAILABLE, READY, UNAVAILABLE, raise_nofile, rss_kib
+from servers import SERVERS
+
+HERE = Path(__file__).resolve().parent
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+SLACK = 30.0  # added to every tool's expected running time to bound it
+
+THROUGHPUT_SYSTEMS = ["websockets", "picows", "picows-orjson", "socketio", "wyre", "wyre-fast"]
+CLIENT_SERVER = "picows-orjson"
+CLIENT_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast"]
+STREAM_SYSTEMS = {"wyre": ("wyre-stream", "websockets"), "wyre-fast": ("wyre-fast-stream", "picows")}
+MEMORY_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast"]
+WORKLOADS = ["PIPE", "FAN", "SEQ"]
+PACKAGES = ["pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson"]
+CLIENT_ABOUT = {
+    "websockets": "websockets asyncio client, asyncio loop, json, own key matching",
+    "picows": "picows listener, uvloop, orjson, own key matching",
+    "wyre": "wyre.Client(transport='websockets'), asyncio loop, default codec",
+    "wyre-fast": "wyre.Client(transport='picows'), uvloop, orjson",
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    rounds: int
+    warmup: float
+    duration: float
+    stream_n: int
+    memory_sizes: tuple[int, ...]
+    settle: float  # pause before reading a server's RSS
+
+
+MODES = {
+    "full": Mode(3, 1.0, 5.0, 1000, (1000, 5000), 1.0),
+    "quick": Mode(1, 0.25, 1.0, 500, (1000,), 0.3),
+    "tiny": Mode(1, 0.02, 0.05, 10, (10,), 0.0),
+}
+
+
+class Unavailable(Exception):
+    """The system's library is not installed (or not importable)."""
+
+
+# -- processes -------------------------------------------------------------
+
+
+def cpus() -> tuple[int, int]:
+    """The CPU for servers and the CPU for load generators (the same on one CPU)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[0], allowed[1] if len(allowed) > 1 else allowed[0]
+
+
+SERVER_CPU, LOAD_CPU = cpus()
+
+
+def pinned(cpu: int) -> Callable[[], None]:
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def script(name: str, *args: object) -> list[str]:
+    return [sys.executable, str(HERE / name), *map(str, args)]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a child process: terminate, then kill if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+
+class Lines:
+    """Reads a child's stdout line by line, each read bounded by a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.fd = proc.stdout.fileno()
+        self.buffer = b""
+
+    def next(self, timeout: float) -> str:
+        """The next line; "" at end of output. Raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no output within {timeout:.0f} s")
+            if select.select([self.fd], [], [], left)[0]:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    line, self.buffer = self.buffer, b""
+                    return line.decode().strip()
+                self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode().strip()
+
+
+def tail(path: Path, lines: int = 3) -> str:
+    text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return " | ".join(text[-lines:])
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    pid: int
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+@contextmanager
+def server(name: str, logs: Path) -> Iterator[Server]:
+    """Start ``servers.py NAME`` pinned to the server CPU; stop it on exit, whatever happens."""
+    log = logs / f"server-{name}.log"
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            script("servers.py", name),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=pinned(SERVER_CPU),
+        )
+    try:
+        line = Lines(proc).next(START_TIMEOUT)
+        if line.startswith(READY):
+            yield Server(name, proc.pid, int(line.split()[1]))
+            if proc.poll() is not None:
+                raise RuntimeError(f"server {name} died: {tail(log)}")
+            return
+        if line.startswith(UNAVAILABLE) or proc.wait(STOP_TIMEOUT) == EXIT_UNAVAILABLE:
+            raise Unavailable(line.removeprefix(UNAVAILABLE).strip() or tail(log))
+        raise RuntimeError(f"server {name} did not start: {tail(log)}")
+    finally:
+        stop(proc)
+
+
+def run_tool(args: list[str], timeout: float, logs: Path) -> list[dict[str, Any]]:
+    """Run a benchmark process pinned to the load CPU; its JSON output lines."""
+    log = logs / f"{Path(args[1]).stem}.log"
+    with log.open("ab") as err:
+        try:
+            done = subprocess.run(
+                args,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                preexec_fn=pinned(LOAD_CPU),
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{Path(args[1]).name} timed out after {timeout:.0f} s") from None
+    out = done.stdout.decode().splitlines()
+    if done.returncode == EXIT_UNAVAILABLE:
+        raise Unavailable(" ".join(out).removeprefix(UNAVAILABLE).strip())
+    results = [json.loads(line) for line in out if line.startswith("{")]
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(args[1]).name} exited {done.returncode}: {results} {tail(log)}")
+    return results
+
+
+# -- benchmarks ------------------------------------------------------------
+
+
+class Report:
+    """Measurements and problems, by table and row."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.problems: dict[str, str] = {}  # row -> "unavailable: ..." or "FAILED: ..."
+        self.failures: list[str] = []
+        self.unavailable: list[str] = []
+        self.notes: list[str] = []
+
+    def skip(self, row: str) -> bool:
+        return row in self.problems
+
+    @contextmanager
+    def attempt(self, row: str) -> Iterator[None]:
+        """Run one measurement of ``row``; record why it could not be done."""
+        try:
+            yield
+        except Unavailable as exc:
+            self.problems[row] = f"unavailable: {exc}"
+            self.unavailable.append(row)
+            log(f"  {row}: unavailable: {exc}")
+        except Exception as exc:
+            self.problems[row] = f"FAILED: {exc}"
+            self.failures.append(f"{row}: {exc}")
+            log(f"  {row}: FAILED: {exc}")
+
+    def median(self, row: str, column: str) -> float | None:
+        samples = self.values[row].get(column)
+        return statistics.median(samples) if samples else None
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def throughput(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
+    timeout = len(WORKLOADS) * (mode.warmup + mode.duration + 10) + SLACK
+    for rnd in range(1, mode.rounds + 1):
+        log(f"servers, round {rnd}/{mode.rounds}")
+        for name in THROUGHPUT_SYSTEMS:
+            row = f"server:{name}"
+            if name not in only or report.skip(row):
+                continue
+            with report.attempt(row), server(name, logs) as srv:
+                protocol = "socketio" if name == "socketio" else "raw"
+                args = script("loadgen.py", srv.url, "--protocol", protocol)
+                args += ["--warmup", str(mode.warmup), "--duration", str(mode.duration)]
+                for result in run_tool(args, timeout, logs):
+                    report.values[row][result["workload"]].append(result["rps"])
+                    if result["loadgen_cpu"] > 0.9:
+                        report.notes.append(
+                            f"{name} {result['workload']}: the load generator used "
+                            f"{result['loadgen_cpu']:.0%} of its CPU, so this rate is a lower bound"
+                        )
+                log(f"  {name}: " + ", ".join(f"{w} {v[-1]:,.0f}" for w, v in report.values[row].items()))
+
+
+def clients(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
+    timeout = mode.warmup + mode.duration + SLACK
+    for rnd in range(1, mode.rounds + 1):
+        log(f"clients, round {rnd}/{mode.rounds} (server: {CLIENT_SERVER})")
+        try:
+            with server(CLIENT_SERVER, logs) as srv:
+                for name in CLIENT_SYSTEMS:
+                    row = f"client:{name}"
+                    if name not in only or report.skip(row):
+                        continue
+                    with report.attempt(row):
+                        args = script("clients.py", name, srv.url)
+                        args += ["--warmup", str(mode.warmup), "--duration", str(mode.duration)]
+                        (result,) = run_tool(args, timeout, logs)
+                        report.values[row]["PIPE"].append(result["rps"])
+                        log(f"  {name}: PIPE {result['rps']:,.0f}")
+        except Exception as exc:  # the common server itself failed
+            report.failures.append(f"client benchmark server: {exc}")
+            log(f"  FAILED: {exc}")
+            return
+
+
+def stream(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
+    timeout = mode.warmup + mode.duration + 60 + SLACK
+    for rnd in range(1, mode.rounds + 1):
+        log(f"stream, round {rnd}/{mode.rounds}")
+        for name, (server_name, transport) in STREAM_SYSTEMS.items():
+            row = f"stream:{name}"
+            if name not in only or report.skip(row):
+                continue
+            with report.attempt(row), server(server_name, logs) as srv:
+                for kind in ("partials", "messages"):
+                    args = script("stream.py", kind, srv.url, "--transport", transport)
+                    args += ["--n", str(mode.stream_n)]
+                    args += ["--warmup", str(mode.warmup), "--duration", str(mode.duration)]
+                    (result,) = run_tool(args, timeout, logs)
+                    report.values[row][kind].append(result["items_per_s"])
+                    log(f"  {name}: {kind} {result['items_per_s']:,.0f}/s")
+
+
+def idle_rss(srv: Server, count: int, mode: Mode, logs: Path) -> tuple[int, int]:
+    """RSS of the server (KiB) after one warm-up connection, and with ``count`` idle ones."""
+    timeout = count / 50 + SLACK
+    with (logs / "loadgen-idle.log").open("ab") as err:
+        proc = subprocess.Popen(
+            script("loadgen.py", srv.url, "--idle", count, "--hold", timeout),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            preexec_fn=pinned(LOAD_CPU),
+        )
+    assert proc.stdin is not None
+    try:
+        lines = Lines(proc)
+        if lines.next(timeout) != "WARM":
+            raise RuntimeError(f"idle load generator failed: {tail(logs / 'loadgen-idle.log')}")
+        time.sleep(mode.settle)
+        baseline = rss_kib(srv.pid)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        if lines.next(timeout) != f"OPEN {count}":
+            raise RuntimeError(f"could not open {count} connections: {tail(logs / 'loadgen-idle.log')}")
+        time.sleep(mode.settle)
+        loaded = rss_kib(srv.pid)
+        proc.stdin.close()
+        proc.wait(timeout)
+    finally:
+        stop(proc)
+    return baseline, loaded
+
+
+def memory(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
+    raise_nofile(max(mode.memory_sizes) + 1000)
+    log("memory")
+    for name in MEMORY_SYSTEMS:
+        row = f"memory:{name}"
+        for count in mode.memory_sizes:
+            if name not in only or report.skip(row):
+                continue
+            with report.attempt(row), server(name, logs) as srv:
+                baseline, loaded = idle_rss(srv, count, mode, logs)
+                report.values[row]["baseline"].append(baseline)
+                report.values[row][f"rss@{count}"].append(loaded)
+                report.values[row][f"per@{count}"].append((loaded - baseline) / count)
+                log(f"  {name}: {count} connections, {(loaded - baseline) / count:.1f} KiB each")
+
+
+# -- markdown --------------------------------------------------------------
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    return "–" if value is None or not base else f"{value / base:.2f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    return [f"| {' | '.join(r)} |" for r in [header, align, *rows]]
+
+
+def problem_row(report: Report, row: str, name: str, width: int) -> list[str] | None:
+    if row in report.problems and not report.values[row]:
+        return [name, report.problems[row]] + [""] * (width - 2)
+    return None
+
+
+def machine() -> list[str]:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = []
+    for package in PACKAGES:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} (not installed)")
+    return [
+        f"- machine: {model}, {os.cpu_count()} CPUs, Linux {platform.release()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()})",
+        f"- packages: {', '.join(versions)}",
+        f"- wyre's default codec here: {wyre_codec()}",
+    ]
+
+
+def wyre_codec() -> str:
+    try:
+        from wyre.protocol.codecs import default_codec
+
+        return default_codec().name
+    except ImportError:
+        return "unknown (wyre not importable)"
+
+
+def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
+    out = [
+        "# wyre benchmark",
+        "",
+        f"- run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, mode {mode_name}: {mode.rounds} round(s), "
+        f"{mode.duration:g} s measured after {mode.warmup:g} s warm-up, median of rounds; "
+        f"took {elapsed:.0f} s",
+        *machine(),
+        f"- servers pinned to CPU {SERVER_CPU}, load generator and clients to CPU {LOAD_CPU}",
+        "- load generator: picows client on uvloop; requests encoded by a template "
+        "(the JSON orjson would write), replies decoded with orjson; the same for every server",
+        "",
+        "## Servers: requests/s",
+        "",
+        "PIPE: 1 connection, 100 requests in flight. FAN: 50 connections, 10 in flight each. "
+        "SEQ: 1 connection, 1 in flight. Ratios are to the bare `websockets` and bare `picows` "
+        "rows of the same run.",
+        "",
+    ]
+    header = ["system"]
+    for w in WORKLOADS:
+        header += [f"{w} req/s", "÷ websockets", "÷ picows"]
+    rows = []
+    for name in THROUGHPUT_SYSTEMS:
+        row = f"server:{name}"
+        if (bad := problem_row(report, row, name, len(header))) is not None:
+            rows.append(bad)
+            continue
+        cells = [name]
+        for w in WORKLOADS:
+            value = report.median(row, w)
+            cells += [
+                number(value),
+                ratio(value, report.median("server:websockets", w)),
+                ratio(value, report.median("server:picows", w)),
+            ]
+        rows.append(cells)
+    out += table(header, rows)
+    out += ["", *(f"- `{n}`: {SERVERS[n].about}" for n in THROUGHPUT_SYSTEMS)]
+    out += [
+        "- `socketio` is driven by the same load generator speaking Engine.IO 4 / Socket.IO 5 "
+        'text packets over picows: `42<id>["echo",{request}]`, answered by the ack `43<id>[{reply}]`.',
+        "",
+        "## Clients: requests/s",
+        "",
+        f"PIPE through each client library: 100 tasks each awaiting one request at a time, "
+        f"against the `{CLIENT_SERVER}` server.",
+        "",
+    ]
+    header = ["client", "PIPE req/s", "÷ websockets", "÷ picows"]
+    rows = []
+    for name in CLIENT_SYSTEMS:
+        row = f"client:{name}"
+        if (bad := problem_row(report, row, name, len(header))) is not None:
+            rows.append(bad)
+            continue
+        value = report.median(row, "PIPE")
+        rows.append(
+            [
+                name,
+                number(value),
+                ratio(value, report.median("client:websockets", "PIPE")),
+                ratio(value, report.median("client:picows", "PIPE")),
+            ]
+        )
+    out += table(header, rows)
+    out += ["", *(f"- `{n}`: {CLIENT_ABOUT[n]}" for n in CLIENT_SYSTEMS)]
+    out += [
+        "",
+        "## Stream: partial replies vs plain messages",
+        "",
+        f"Bursts of {mode.stream_n}: a request answered by {mode.stream_n} partials and a reply "
+        f"(`async for p in conn.request(msg).partials()`), vs a request whose handler sends "
+        f"{mode.stream_n} messages with `connection.send` before replying (a client `message` "
+        "handler counts them).",
+        "",
+    ]
+    header = ["system", "partials/s", "messages/s", "partials ÷ messages"]
+    rows = []
+    for name in STREAM_SYSTEMS:
+        row = f"stream:{name}"
+        if (bad := problem_row(report, row, name, len(header))) is not None:
+            rows.append(bad)
+            continue
+        p, m = report.median(row, "partials"), report.median(row, "messages")
+        rows.append([name, number(p), number(m), ratio(p, m)])
+    out += table(header, rows)
+    out += [
+        "",
+        "## Memory: server RSS with idle connections",
+        "",
+        "VmRSS of the server process after one warm-up connection (baseline), then with N open "
+        "connections that each made one echo round trip and then stay idle.",
+        "",
+    ]
+    header = ["system", "baseline MiB"]
+    for n in mode.memory_sizes:
+        header += [f"MiB @ {n}", f"KiB/conn @ {n}"]
+    rows = []
+    for name in MEMORY_SYSTEMS:
+        row = f"memory:{name}"
+        if (bad := problem_row(report, row, name, len(header))) is not None:
+            rows.append(bad)
+            continue
+        base = report.values[row].get("baseline")
+        cells = [name, number(min(base) / 1024, 1) if base else "–"]
+        for n in mode.memory_sizes:
+            rss = report.median(row, f"rss@{n}")
+            cells += [number(rss and rss / 1024, 1), number(report.median(row, f"per@{n}"), 1)]
+        rows.append(cells)
+    out += table(header, rows)
+    notes = report.notes + [f"{row}: {why}" for row, why in report.problems.items()]
+    if notes:
+        out += ["", "## Notes", "", *(f"- {note}" for note in dict.fromkeys(notes))]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="about a minute, one round")
+    size.add_argument("--tiny", action="store_true", help="every code path once, a few seconds")
+    parser.add_argument("--out", type=Path, help="also write the markdown to this file")
+    parser.add_argument("--only", help="comma-separated system names to run (default: all)")
+    parser.add_argument("--strict", action="store_true", help="unavailable systems fail the run")
+    args = parser.parse_args()
+    mode_name = "tiny" if args.tiny else "quick" if args.quick else "full"
+    mode = MODES[mode_name]
+    everything = set(THROUGHPUT_SYSTEMS) | set(CLIENT_SYSTEMS) | set(STREAM_SYSTEMS)
+    only = set(args.only.split(",")) if args.only else everything
+    if unknown := only - everything:
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+
+    report = Report()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="wyre-bench-") as tmp:
+        logs = Path(tmp)
+        for phase in (throughput, clients, stream, memory):
+            try:
+                phase(mode, only, report, logs)
+            except Exception as exc:  # a bug in the harness itself: report, go on
+                report.failures.append(f"{phase.__name__}: {exc!r}")
+                log(f"{phase.__name__} FAILED: {exc!r}")
+    text = markdown(mode_name, mode, report, time.monotonic() - started)
+    print(text)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    failed = report.failures + (report.unavailable if args.strict else [])
+    for failure in failed:
+        log(f"failure: {failure}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The fast transport: ``picows``, a Cython WebSocket library (``fast`` extra).
+
+picows hands over frames from its ``data_received`` callback with no task
+per connection and no queue, which suits wyre's inline dispatch. It delivers
+frames rather than messages, so fragmented messages are reassembled here, and
+the closing handshake is driven here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import TYPE_CHECKING, Any
+
+from picows import (
+    WSAutoPingStrategy,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_connect,
+    ws_create_server,
+)
+
+from ..exceptions import ConnectError
+from ..protocol import SUBPROTOCOL
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..config import Options
+    from ..connection import Connection
+    from ..endpoint import Endpoint
+    from ..server import Server
+
+__all__ = ["PicowsTransport", "connect", "listen"]
+
+TEXT = WSMsgType.TEXT
+BINARY = WSMsgType.BINARY
+CONTINUATION = WSMsgType.CONTINUATION
+CLOSE = WSMsgType.CLOSE
+_NO_LIMIT = 1 << 62
+
+
+def _offered(headers: Any) -> list[str]:
+    """The subprotocols named in Sec-WebSocket-Protocol header lines."""
+    values = headers.getall("Sec-WebSocket-Protocol", ())
+    return [p.strip() for value in values for p in value.split(",") if p.strip()]
+
+
+class PicowsTransport(WSListener):
+    """A :class:`~wyre.transport.Transport` and picows listener for one socket."""
+
+    def __init__(self, endpoint: Endpoint, subprotocol: str | None) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self.subprotocol = subprotocol
+        self.connection: Connection | None = None
+        self._ws: WSTransport | None = None
+        self._receive: Any = None
+        self._fragments: list[bytes] = []
+        self._fragment_type = TEXT
+        self._max_size = endpoint.options.max_message_size or _NO_LIMIT
+        self._close_sent = False
+        self._close_received: tuple[int, str] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- picows callbacks ---------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._ws = transport
+        limit = self._endpoint.options.write_limit
+        transport.underlying_transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        self.connection = self._endpoint._open(self)
+        self._receive = self.connection.receive
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if frame.fin and not self._fragments:
+            if msg_type is TEXT:
+                try:
+                    self._receive(frame.get_payload_as_utf8_text())
+                except UnicodeDecodeError:
+                    self._receive(frame.get_payload_as_bytes())
+            elif msg_type is BINARY:
+                self._receive(frame.get_payload_as_bytes())
+            elif msg_type is CLOSE:
+                self._on_close(transport, frame)
+            return
+        if msg_type in (TEXT, BINARY, CONTINUATION):
+            self._reassemble(transport, frame)
+        elif msg_type is CLOSE:
+            self._on_close(transport, frame)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self._close_received is not None:
+            code, reason = self._close_received
+        else:
+            handshake = transport.close_handshake
+            sent = handshake.sent if handshake is not None else None
+            code, reason = (int(sent.code.value), sent.reason) if sent is not None else (1006, "")
+        if not self._disconnected.done():
+            self._disconnected.set_result(None)
+        self.resume_writing()
+        if self.connection is not None:
+            self.connection.connection_lost(code, reason)
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    def _reassemble(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not CONTINUATION:
+            if self._fragments:
+                self._protocol_error(transport, 1002, "new message inside a fragmented one")
+                return
+            self._fragment_type = frame.msg_type
+        elif not self._fragments:
+            self._protocol_error(transport, 1002, "continuation without a message")
+            return
+        self._fragments.append(frame.get_payload_as_bytes())
+        if sum(map(len, self._fragments)) > self._max_size:
+            self._fragments.clear()
+            self._protocol_error(transport, 1009, "message too big")
+            return
+        if frame.fin:
+            data = b"".join(self._fragments)
+            self._fragments.clear()
+            if self._fragment_type is TEXT:
+                try:
+                    self._receive(data.decode())
+                    return
+                except UnicodeDecodeError:
+                    pass
+            self._receive(data)
+
+    def _on_close(self, transport: WSTransport, frame: WSFrame) -> None:
+        code = int(frame.get_close_code().value) if frame.payload_size >= 2 else 1005
+        try:
+            reason = frame.get_close_reason() or ""
+        except Exception:
+            reason = ""
+        self._close_received = (code, reason)
+        if not self._close_sent:
+            self._send_close(code if code != 1005 else 1000, "")
+        transport.disconnect()
+
+    def _protocol_error(self, transport: WSTransport, code: int, reason: str) -> None:
+        self._send_close(code, reason)
+        transport.disconnect()
+
+    def _send_close(self, code: int, reason: str) -> None:
+        # picows' send_close() only takes its enum's codes; applications use
+        # 4000-4999 too, so the CLOSE frame is built here.
+        self._close_sent = True
+        assert self._ws is not None
+        self._ws.send(CLOSE, struct.pack("!H", code) + reason.encode())
+
+    # -- Transport ------------------------------------------------------------
+
+    def write(self, data: str | bytes, binary: bool) -> None:
+        ws = self._ws
+        assert ws is not None
+        if ws.is_disconnected or self._close_sent:
+            raise ConnectionError("socket closed")
+        ws.send(BINARY if binary else TEXT, data)
+
+    def write_buffer_size(self) -> int:
+        assert self._ws is not None
+        return int(self._ws.underlying_transport.get_write_buffer_size())
+
+    async def drain(self) -> None:
+        if self._writable is not None:
+            await self._writable
+
+    def pause_reading(self) -> None:
+        assert self._ws is not None
+        self._ws.underlying_transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        assert self._ws is not None
+        if not self._ws.is_disconnected:
+            self._ws.underlying_transport.resume_reading()
+
+    async def close(self, code: int, reason: str) -> None:
+        ws = self._ws
+        assert ws is not None
+        if not ws.is_disconnected:
+            if not self._close_sent:
+                self._send_close(code, reason)
+            try:
+                async with asyncio.timeout(self._endpoint.options.close_timeout):
+                    await asyncio.shield(self._disconnected)
+            except TimeoutError:
+                ws.disconnect(graceful=False)
+        await asyncio.shield(self._disconnected)
+
+    def abort(self) -> None:
+        if self._ws is not None:
+            self._ws.disconnect(graceful=False)
+
+
+def _common(options: Options) -> dict[str, Any]:
+    keepalive = options.ping_interval is not None
+    return {
+        "websocket_handshake_timeout": options.open_timeout,
+        "enable_auto_ping": keepalive,
+        "auto_ping_idle_timeout": options.ping_interval if keepalive else 20,
+        "auto_ping_reply_timeout": options.ping_timeout or options.ping_interval or 20,
+        "auto_ping_strategy": WSAutoPingStrategy.PING_WHEN_IDLE,
+        "max_frame_size": options.max_message_size or _NO_LIMIT,
+        "disconnect_on_exception": True,
+    }
+
+
+class _Listener:
+    def __init__(self, server: asyncio.Server) -> None:
+        self._server = server
+
+    @property
+    def port(self) -> int:
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def stop_accepting(self) -> None:
+        self._server.close()
+
+    async def wait_closed(self) -> None:
+        # asyncio.Server.wait_closed() would wait for every connection;
+        # Server.close() closes those itself.
+        return None
+
+
+async def listen(server: Server, host: str | None, port: int) -> _Listener:
+    """Start accepting connections for ``server`` on ``host:port``."""
+    options = server.options
+
+    def accept(request: WSUpgradeRequest) -> Any:
+        offered = _offered(request.headers)
+        chosen = next((p for p in options.subprotocols if p in offered), None)
+        if chosen is None and options.extensions and SUBPROTOCOL in offered:
+            chosen = SUBPROTOCOL
+        listener = PicowsTransport(server, chosen)
+        if chosen is None:
+            return listener
+        response = WSUpgradeResponse.create_101_response(
+            extra_headers={"Sec-WebSocket-Protocol": chosen}
+        )
+        return WSUpgradeResponseWithListener(response, listener)
+
+    asyncio_server = await ws_create_server(accept, host, port, **_common(options))
+    return _Listener(asyncio_server)
+
+
+async def connect(client: Client, url: str, protocols: list[str]) -> Connection:
+    """Open a connection to ``url`` for ``client``.
+
+    Raises:
+        ConnectError: nothing listening, handshake refused, or timed out.
+    """
+    options = client.options
+
+    def make(_: WSUpgradeRequest, response: WSUpgradeResponse) -> PicowsTransport:
+        chosen = next(iter(_offered(response.headers)), None)
+        return PicowsTransport(client, chosen if chosen in protocols else None)
+
+    headers = {"Sec-WebSocket-Protocol": ", ".join(protocols)} if protocols else None
+    try:
+        async with asyncio.timeout(options.open_timeout):
+            _, listener = await ws_connect(make, url, extra_headers=headers, **_common(options))
+    except Exception as exc:  # OSError, WSHandshakeError, TimeoutError, bad URL
+        raise ConnectError(f"cannot connect to {url}: {exc}") from exc
+    assert isinstance(listener, PicowsTransport) and listener.connection is not None
+    return listener.connection

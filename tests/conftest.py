@@ -1,0 +1,102 @@
+"""Shared fixtures: real endpoints on loopback, for every transport and both directions.
+
+``link`` is the workhorse: a connected pair seen from the side that sends
+(``link.conn``, ``link.sender``) and the side that handles (``link.peer``,
+``link.handler``). It runs once with the client sending to the server and
+once the other way round, so every scenario is checked in both directions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import wyre
+
+SCALE = float(os.environ.get("WYRE_TEST_TIMEOUT_SCALE", "1"))
+"""Multiplies every wait in the tests; raise it on a slow machine."""
+
+TRANSPORTS = ["websockets"]
+if (
+    importlib.util.find_spec("picows") is not None
+    and os.environ.get("WYRE_TRANSPORTS") != "websockets"
+):
+    TRANSPORTS.append("picows")
+
+
+def seconds(value: float) -> float:
+    """A test wait, scaled for slow machines."""
+    return value * SCALE
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout``."""
+    async with asyncio.timeout(seconds(timeout)):
+        while not (result := predicate()):
+            await asyncio.sleep(0.005)
+        return result
+
+
+@dataclass
+class Link:
+    """A connected pair: ``sender`` uses ``conn``; ``handler`` answers on ``peer``."""
+
+    sender: wyre.Server | wyre.Client
+    handler: wyre.Server | wyre.Client
+    conn: wyre.Connection
+    peer: wyre.Connection
+    server: wyre.Server
+    client: wyre.Client
+    direction: str
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def open_pair(
+    transport: str,
+    server_options: dict[str, Any] | None = None,
+    client_options: dict[str, Any] | None = None,
+    prepare: Callable[[wyre.Server, wyre.Client], None] | None = None,
+) -> tuple[wyre.Server, wyre.Client, wyre.Connection, wyre.Connection]:
+    """Start a server on a free loopback port and connect a client to it."""
+    server = wyre.Server(transport=transport, **(server_options or {}))
+    client = wyre.Client(transport=transport, **(client_options or {}))
+    if prepare is not None:
+        prepare(server, client)
+    await server.listen(port=0, host="127.0.0.1")
+    conn = await client.connect(f"ws://127.0.0.1:{server.port}")
+    peers = await eventually(lambda: list(server.connections.values()))
+    return server, client, conn, peers[0]
+
+
+async def close_pair(server: wyre.Server, client: wyre.Client) -> None:
+    async with asyncio.timeout(seconds(15)):
+        await client.close()
+        await server.close(grace=1)
+
+
+@pytest.fixture
+async def pair(
+    transport: str,
+) -> AsyncIterator[tuple[wyre.Server, wyre.Client, wyre.Connection, wyre.Connection]]:
+    """(server, client, client's connection, server's connection)."""
+    server, client, conn, peer = await open_pair(transport)
+    yield server, client, conn, peer
+    await close_pair(server, client)
+
+
+@pytest.fixture(params=["client->server", "server->client"])
+async def link(request: pytest.FixtureRequest, pair: Any) -> Link:
+    server, client, client_conn, server_conn = pair
+    if request.param == "client->server":
+        return Link(client, server, client_conn, server_conn, server, client, request.param)
+    return Link(server, client, server_conn, client_conn, server, client, request.param)

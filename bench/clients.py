@@ -132,7 +132,7 @@ async def wyre_client(url: str, transport: str) -> Any:
     try:
         yield request, None
     finally:
-        await asyncio.wait_for(conn.close(), DRAIN_TIMEOUT)
+        await asyncio.wait_for(client.close(), DRAIN_TIMEOUT)
 
 
 CLIENTS: dict[str, tuple[Callable[[str], AbstractAsyncContextManager[Any]], bool]] = {

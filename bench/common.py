@@ -73,6 +73,14 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        text = stat.read()
+    fields = text[text.rindex(")") + 2 :].split()  # fields[0] is the state, field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def raise_nofile(wanted: int) -> int:
     """Raise the soft open-files limit to ``wanted`` (bounded by the hard limit)."""
     import resource

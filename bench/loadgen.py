@@ -9,8 +9,9 @@ Workloads (connections x requests in flight, the window kept full):
 PIPE 1 x 100, FAN 50 x 10, SEQ 1 x 1. After ``--warmup`` seconds the
 completed replies are counted for ``--duration`` seconds; then no new request
 is sent and those in flight are awaited. Each workload prints one JSON line
-with ``rps``. Every reply must carry the key of a request this connection has
-in flight, the same ``n`` and ``"direction": "REPLY"``; anything else is a
+with ``rps``, the load generator's CPU use and, given ``--server-pid``, the
+server's. Every reply must carry the key of a request this connection has in
+flight, the same ``n`` and ``"direction": "REPLY"``; anything else is a
 mismatch, and a mismatch or a lost reply makes the exit code 1.
 
 ``--protocol socketio`` speaks Engine.IO 4 / Socket.IO 5 over the same picows
@@ -36,7 +37,7 @@ from typing import Any
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from common import REQUEST_TEMPLATE, announce, new_key, raise_nofile, run
+from common import REQUEST_TEMPLATE, announce, cpu_seconds, new_key, raise_nofile, run
 
 WORKLOADS: dict[str, tuple[int, int]] = {"PIPE": (1, 100), "FAN": (50, 10), "SEQ": (1, 1)}
 CONNECT_TIMEOUT = 10.0
@@ -211,8 +212,12 @@ async def settle(sessions: list[Session], stats: Stats) -> int:
     return sum(len(s.pending) for s in sessions)
 
 
+def server_cpu(pid: int | None) -> float:
+    return cpu_seconds(pid) if pid else 0.0
+
+
 async def measure(
-    url: str, protocol: str, workload: str, warmup: float, duration: float
+    url: str, protocol: str, workload: str, warmup: float, duration: float, pid: int | None
 ) -> dict[str, Any]:
     connections, window = WORKLOADS[workload]
     stats = Stats()
@@ -222,8 +227,10 @@ async def measure(
             s.start()
         await asyncio.sleep(warmup)
         count0, wall0, cpu0 = stats.completed, time.perf_counter(), time.process_time()
+        server0 = server_cpu(pid)
         await asyncio.sleep(duration)
         count1, wall1, cpu1 = stats.completed, time.perf_counter(), time.process_time()
+        server1 = server_cpu(pid)
         for s in sessions:
             s.stop()
         lost = await settle(sessions, stats)
@@ -237,6 +244,8 @@ async def measure(
         "lost": lost,
         "errors": stats.errors[:5],
         "loadgen_cpu": (cpu1 - cpu0) / (wall1 - wall0),
+        "server_cpu": (server1 - server0) / (wall1 - wall0),
+        "server_us_per_request": (server1 - server0) / max(count1 - count0, 1) * 1e6,
     }
 
 
@@ -275,7 +284,9 @@ async def main_async(args: argparse.Namespace) -> int:
         return 0
     failed = False
     for workload in args.workloads.split(","):
-        result = await measure(args.url, args.protocol, workload, args.warmup, args.duration)
+        result = await measure(
+            args.url, args.protocol, workload, args.warmup, args.duration, args.server_pid
+        )
         announce(json.dumps(result))
         failed |= bool(result["mismatches"] or result["lost"] or result["errors"])
     return 1 if failed else 0
@@ -288,6 +299,7 @@ def main() -> int:
     parser.add_argument("--workloads", default="PIPE,FAN,SEQ")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
     parser.add_argument("--idle", type=int, metavar="N", help="memory mode: hold N connections")
     parser.add_argument("--hold", type=float, default=60.0, help="longest wait on stdin")
     args = parser.parse_args()

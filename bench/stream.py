@@ -89,7 +89,7 @@ async def main_async(args: argparse.Namespace) -> int:
             bursts += 1
         elapsed = time.perf_counter() - start
     finally:
-        await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT)
+        await asyncio.wait_for(client.close(), CONNECT_TIMEOUT)
     result = {"mode": args.mode, "items_per_s": bursts * n / elapsed, "bursts": bursts, "n": n}
     announce(json.dumps(result))
     return 0

@@ -94,7 +94,7 @@ class WebsocketsTransport:
             ws.transport.abort()
         finally:
             await ws.wait_closed()
-            connection.connection_lost(ws.close_code or 1006, ws.close_reason or "")
+            connection.connection_lost(int(ws.close_code or 1006), ws.close_reason or "")
 
 
 def _common(options: Options) -> dict[str, Any]:

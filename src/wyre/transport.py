@@ -8,9 +8,16 @@ implements :class:`Transport` and feeds what it receives to a
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Listener", "Receiver", "Transport"]
+from .protocol import SUBPROTOCOL
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .endpoint import Endpoint
+
+__all__ = ["Listener", "MemoryTransport", "Receiver", "Transport", "memory_pair"]
 
 
 class Transport(Protocol):
@@ -69,3 +76,74 @@ class Listener(Protocol):
 
     async def wait_closed(self) -> None:
         """Wait until the listening socket is closed."""
+
+
+class MemoryTransport:
+    """An in-memory :class:`Transport`: frames go straight to the other end's Connection.
+
+    Made in pairs by :func:`memory_pair`. Delivery is asynchronous (one
+    event-loop step), like a socket's. Useful to run the protocol without a
+    network: in tests, or to drive a Connection from another I/O layer.
+    """
+
+    def __init__(self, subprotocol: str | None) -> None:
+        self.subprotocol = subprotocol
+        self.peer: MemoryTransport | None = None
+        self.receiver: Receiver | None = None
+        self.closed = False
+        self._paused = False
+        self._backlog: list[str | bytes] = []
+
+    def write(self, data: str | bytes, binary: bool) -> None:
+        if self.closed or self.peer is None:
+            raise ConnectionError("memory transport closed")
+        asyncio.get_running_loop().call_soon(self.peer._deliver, data)
+
+    def _deliver(self, data: str | bytes) -> None:
+        if self._paused:
+            self._backlog.append(data)
+        elif self.receiver is not None and not self.closed:
+            self.receiver.receive(data)
+
+    def write_buffer_size(self) -> int:
+        return 0
+
+    async def drain(self) -> None:
+        return None
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        backlog, self._backlog = self._backlog, []
+        for data in backlog:
+            self._deliver(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        self._lose(code, reason)
+
+    def abort(self) -> None:
+        self._lose(1006, "")
+
+    def _lose(self, code: int, reason: str) -> None:
+        for end in (self, self.peer):
+            if end is not None and not end.closed:
+                end.closed = True
+                if end.receiver is not None:
+                    end.receiver.connection_lost(code, reason)
+
+
+def memory_pair(
+    a: Endpoint, b: Endpoint, *, subprotocol: str | None = SUBPROTOCOL
+) -> tuple[Connection, Connection]:
+    """Connect endpoints ``a`` and ``b`` in memory; returns (a's, b's) connection.
+
+    Must be called with a running event loop. ``subprotocol=None`` makes both
+    ends speak the original protocol, without the ``wyre.v2`` extensions.
+    """
+    left, right = MemoryTransport(subprotocol), MemoryTransport(subprotocol)
+    left.peer, right.peer = right, left
+    left.receiver = a._open(left)
+    right.receiver = b._open(right)
+    return left.receiver, right.receiver

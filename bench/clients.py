@@ -21,7 +21,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -31,6 +31,7 @@ CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 10.0
 
 Request = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Opened = AsyncIterator[tuple[Request, "KeyMatcher | None"]]
 
 
 class KeyMatcher:
@@ -62,7 +63,7 @@ class KeyMatcher:
 
 
 @asynccontextmanager
-async def picows_client(url: str) -> Any:
+async def picows_client(url: str) -> Opened:
     import orjson
     from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -91,7 +92,7 @@ async def picows_client(url: str) -> Any:
 
 
 @asynccontextmanager
-async def websockets_client(url: str) -> Any:
+async def websockets_client(url: str) -> Opened:
     from websockets.asyncio.client import connect
 
     matcher = KeyMatcher()
@@ -118,7 +119,7 @@ async def websockets_client(url: str) -> Any:
 
 
 @asynccontextmanager
-async def wyre_client(url: str, transport: str) -> Any:
+async def wyre_client(url: str, transport: str) -> Opened:
     import wyre
 
     client = wyre.Client(transport=transport)
@@ -135,7 +136,10 @@ async def wyre_client(url: str, transport: str) -> Any:
         await asyncio.wait_for(client.close(), DRAIN_TIMEOUT)
 
 
-CLIENTS: dict[str, tuple[Callable[[str], AbstractAsyncContextManager[Any]], bool]] = {
+Open = Callable[[str], AbstractAsyncContextManager[tuple[Request, KeyMatcher | None]]]
+
+# name -> (how to open it, whether it runs on uvloop)
+CLIENTS: dict[str, tuple[Open, bool]] = {
     "picows": (picows_client, True),
     "websockets": (websockets_client, False),
     "wyre": (lambda url: wyre_client(url, "websockets"), False),

@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
-
 from common import REQUEST_TEMPLATE, announce, cpu_seconds, new_key, raise_nofile, run
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 WORKLOADS: dict[str, tuple[int, int]] = {"PIPE": (1, 100), "FAN": (50, 10), "SEQ": (1, 1)}
 CONNECT_TIMEOUT = 10.0
-DRAIN_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 5.0
 CONNECT_BATCH = 50  # below the listen backlog of every server
 
 

@@ -14,10 +14,12 @@ unavailable systems. Progress goes to stderr, the markdown to stdout.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
 import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +45,10 @@ SLACK = 30.0  # added to every tool's expected running time to bound it
 THROUGHPUT_SYSTEMS = ["websockets", "picows", "picows-orjson", "socketio", "wyre", "wyre-fast"]
 CLIENT_SERVER = "picows-orjson"
 CLIENT_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast"]
-STREAM_SYSTEMS = {"wyre": ("wyre-stream", "websockets"), "wyre-fast": ("wyre-fast-stream", "picows")}
+STREAM_SYSTEMS = {
+    "wyre": ("wyre-stream", "websockets"),
+    "wyre-fast": ("wyre-fast-stream", "picows"),
+}
 MEMORY_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast"]
 WORKLOADS = ["PIPE", "FAN", "SEQ"]
 PACKAGES = ["pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson"]
@@ -86,10 +91,29 @@ def cpus() -> tuple[int, int]:
 
 
 SERVER_CPU, LOAD_CPU = cpus()
+LOAD_AT_START = os.getloadavg()[0]
+
+
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+PRCTL = _prctl()
+PR_SET_PDEATHSIG = 1
 
 
 def pinned(cpu: int) -> Callable[[], None]:
-    return lambda: os.sched_setaffinity(0, {cpu})
+    """What a child runs before exec: pin it to ``cpu``; have it killed if the driver dies."""
+
+    def setup() -> None:
+        os.sched_setaffinity(0, {cpu})
+        if PRCTL is not None:
+            PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return setup
 
 
 def script(name: str, *args: object) -> list[str]:
@@ -132,9 +156,23 @@ class Lines:
         return line.decode().strip()
 
 
-def tail(path: Path, lines: int = 3) -> str:
+def tail(path: Path) -> str:
+    """The last line a child wrote to its log (for a traceback: the exception)."""
     text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
-    return " | ".join(text[-lines:])
+    return text[-1].strip() if text else "(no output)"
+
+
+def trouble(results: list[dict[str, Any]]) -> str:
+    """What went wrong in a load generator's results, in a few words."""
+    said = []
+    for r in results:
+        if r.get("mismatches") or r.get("lost") or r.get("errors"):
+            errors = "; ".join(r.get("errors", []))
+            said.append(
+                f"{r.get('workload')}: {r['mismatches']} mismatched, {r['lost']} lost"
+                + (f" ({errors})" if errors else "")
+            )
+    return ", ".join(said)
 
 
 @dataclass(frozen=True)
@@ -194,7 +232,8 @@ def run_tool(args: list[str], timeout: float, logs: Path) -> list[dict[str, Any]
         raise Unavailable(" ".join(out).removeprefix(UNAVAILABLE).strip())
     results = [json.loads(line) for line in out if line.startswith("{")]
     if done.returncode != 0:
-        raise RuntimeError(f"{Path(args[1]).name} exited {done.returncode}: {results} {tail(log)}")
+        why = trouble(results) or tail(log)
+        raise RuntimeError(f"{Path(args[1]).name} exited {done.returncode}: {why}")
     return results
 
 
@@ -256,7 +295,10 @@ def throughput(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
                     values[f"{workload} us"].append(result["server_us_per_request"])
                     values[f"{workload} cpu"].append(result["server_cpu"])
                     values[f"{workload} loadgen"].append(result["loadgen_cpu"])
-                log(f"  {name}: " + ", ".join(f"{w} {report.values[row][w][-1]:,.0f}" for w in WORKLOADS))
+                log(
+                    f"  {name}: "
+                    + ", ".join(f"{w} {report.values[row][w][-1]:,.0f}" for w in WORKLOADS)
+                )
 
 
 def clients(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
@@ -320,7 +362,9 @@ def idle_rss(srv: Server, count: int, mode: Mode, logs: Path) -> tuple[int, int]
         proc.stdin.write(b"go\n")
         proc.stdin.flush()
         if lines.next(timeout) != f"OPEN {count}":
-            raise RuntimeError(f"could not open {count} connections: {tail(logs / 'loadgen-idle.log')}")
+            raise RuntimeError(
+                f"could not open {count} connections: {tail(logs / 'loadgen-idle.log')}"
+            )
         time.sleep(mode.settle)
         loaded = rss_kib(srv.pid)
         proc.stdin.close()
@@ -350,22 +394,30 @@ def memory(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
 
 
 def number(value: float | None, digits: int = 0) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
+    return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
 def ratio(value: float | None, base: float | None) -> str:
-    return "–" if value is None or not base else f"{value / base:.2f}"
+    return "n/a" if value is None or not base else f"{value / base:.2f}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["_not run_"]
     align = ["---"] + ["---:"] * (len(header) - 1)
     return [f"| {' | '.join(r)} |" for r in [header, align, *rows]]
 
 
 def problem_row(report: Report, row: str, name: str, width: int) -> list[str] | None:
+    """The row saying why ``row`` has no numbers, if it has none."""
     if row in report.problems and not report.values[row]:
-        return [name, report.problems[row]] + [""] * (width - 2)
+        return [name, report.problems[row].replace("|", "\\|")] + [""] * (width - 2)
     return None
+
+
+def ran(report: Report, row: str) -> bool:
+    """Whether ``row`` was attempted (and so belongs in its table)."""
+    return row in report.problems or bool(report.values[row])
 
 
 def machine() -> list[str]:
@@ -398,7 +450,7 @@ def wyre_codec() -> str:
         return "unknown (wyre not importable)"
 
 
-def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
+def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed: float) -> str:
     out = [
         "# wyre benchmark",
         "",
@@ -406,7 +458,9 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
         f"{mode.duration:g} s measured after {mode.warmup:g} s warm-up, median of rounds; "
         f"took {elapsed:.0f} s",
         *machine(),
-        f"- servers pinned to CPU {SERVER_CPU}, load generator and clients to CPU {LOAD_CPU}",
+        f"- servers pinned to CPU {SERVER_CPU}, load generator and clients to CPU {LOAD_CPU}; "
+        f"load average at the start {LOAD_AT_START:.2f} (above ~0.3, something else was running "
+        "and the numbers are noisy)",
         "- load generator: picows client on uvloop; requests encoded by a template "
         "(the JSON orjson would write), replies decoded with orjson; the same for every server",
         "",
@@ -423,6 +477,8 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
     rows = []
     for name in THROUGHPUT_SYSTEMS:
         row = f"server:{name}"
+        if not ran(report, row):
+            continue
         if (bad := problem_row(report, row, name, len(header))) is not None:
             rows.append(bad)
             continue
@@ -436,10 +492,8 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
             ]
         rows.append(cells)
     out += table(header, rows)
-    out += ["", *(f"- `{n}`: {SERVERS[n].about}" for n in THROUGHPUT_SYSTEMS)]
+    out += ["", *(f"- `{n}`: {SERVERS[n].about}" for n in THROUGHPUT_SYSTEMS if n in only)]
     out += [
-        "- `socketio` is driven by the same load generator speaking Engine.IO 4 / Socket.IO 5 "
-        'text packets over picows: `42<id>["echo",{request}]`, answered by the ack `43<id>[{reply}]`.',
         "",
         "Server CPU time per request in µs (lower is better), and in brackets the share of its "
         "CPU the server used. A server below 100% was not the bottleneck: its rate above is "
@@ -450,7 +504,7 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
     rows = []
     for name in THROUGHPUT_SYSTEMS:
         row = f"server:{name}"
-        if row in report.problems and not report.values[row]:
+        if not report.values[row]:
             continue
         cells = [name]
         for w in WORKLOADS:
@@ -472,6 +526,8 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
     rows = []
     for name in CLIENT_SYSTEMS:
         row = f"client:{name}"
+        if not ran(report, row):
+            continue
         if (bad := problem_row(report, row, name, len(header))) is not None:
             rows.append(bad)
             continue
@@ -485,7 +541,7 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
             ]
         )
     out += table(header, rows)
-    out += ["", *(f"- `{n}`: {CLIENT_ABOUT[n]}" for n in CLIENT_SYSTEMS)]
+    out += ["", *(f"- `{n}`: {CLIENT_ABOUT[n]}" for n in CLIENT_SYSTEMS if n in only)]
     out += [
         "",
         "## Stream: partial replies vs plain messages",
@@ -500,6 +556,8 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
     rows = []
     for name in STREAM_SYSTEMS:
         row = f"stream:{name}"
+        if not ran(report, row):
+            continue
         if (bad := problem_row(report, row, name, len(header))) is not None:
             rows.append(bad)
             continue
@@ -520,11 +578,13 @@ def markdown(mode_name: str, mode: Mode, report: Report, elapsed: float) -> str:
     rows = []
     for name in MEMORY_SYSTEMS:
         row = f"memory:{name}"
+        if not ran(report, row):
+            continue
         if (bad := problem_row(report, row, name, len(header))) is not None:
             rows.append(bad)
             continue
         base = report.values[row].get("baseline")
-        cells = [name, number(min(base) / 1024, 1) if base else "–"]
+        cells = [name, number(statistics.median(base) / 1024, 1) if base else "n/a"]
         for n in mode.memory_sizes:
             rss = report.median(row, f"rss@{n}")
             cells += [number(rss and rss / 1024, 1), number(report.median(row, f"per@{n}"), 1)]
@@ -552,6 +612,8 @@ def main() -> int:
     if unknown := only - everything:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
 
+    # Stop cleanly on SIGTERM too: the finally blocks stop every child process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     report = Report()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wyre-bench-") as tmp:
@@ -562,7 +624,7 @@ def main() -> int:
             except Exception as exc:  # a bug in the harness itself: report, go on
                 report.failures.append(f"{phase.__name__}: {exc!r}")
                 log(f"{phase.__name__} FAILED: {exc!r}")
-    text = markdown(mode_name, mode, report, time.monotonic() - started)
+    text = markdown(mode_name, mode, only, report, time.monotonic() - started)
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -52,7 +52,7 @@ async def picows_echo(port: int, *, fast_json: bool) -> None:
             return orjson.dumps(d)
     else:
 
-        def reply(frame: WSFrame) -> bytes:  # type: ignore[misc]
+        def reply(frame: WSFrame) -> bytes:
             d = json.loads(frame.get_payload_as_utf8_text())
             d["direction"] = "REPLY"
             return json.dumps(d).encode()
@@ -77,7 +77,7 @@ async def socketio_echo(port: int) -> None:
 
     sio = socketio.AsyncServer(async_mode="aiohttp")
 
-    @sio.on("echo")  # type: ignore[misc]
+    @sio.on("echo")  # type: ignore[untyped-decorator]
     async def echo(_sid: str, d: dict[str, Any]) -> dict[str, Any]:
         d["direction"] = "REPLY"
         return d
@@ -137,7 +137,12 @@ SERVERS: dict[str, Spec] = {
     "picows-orjson": Spec(
         lambda p: picows_echo(p, fast_json=True), True, "picows listener, uvloop, orjson"
     ),
-    "socketio": Spec(socketio_echo, False, "python-socketio on aiohttp, asyncio loop, json"),
+    "socketio": Spec(
+        socketio_echo,
+        False,
+        "python-socketio on aiohttp, asyncio loop, json; the load generator speaks Engine.IO 4 / "
+        'Socket.IO 5 text packets to it: `42<id>["echo",{request}]`, acked by `43<id>[{reply}]`',
+    ),
     "wyre": Spec(
         lambda p: wyre_echo(p, transport="websockets", stream=False),
         False,

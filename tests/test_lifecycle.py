@@ -7,9 +7,10 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import close_pair, eventually, open_pair
 
 import wyre
+
+from .conftest import close_pair, eventually, open_pair
 
 
 def record_closes(*endpoints: wyre.Server | wyre.Client) -> dict[str, tuple[Any, ...]]:

@@ -755,7 +755,8 @@ class Connection:
         except Exception as exc:
             self.logger.debug("write failed", exc_info=True)
             self._transport.abort()
-            raise self._closed_error(1006, "write failed") from exc
+            self.connection_lost(1006, "write failed")
+            raise self._closed_error() from exc
         if self._transport.write_buffer_size() > self._write_limit:
             return self._congested()
         return DONE

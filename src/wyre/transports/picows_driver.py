@@ -42,6 +42,10 @@ BINARY = WSMsgType.BINARY
 CONTINUATION = WSMsgType.CONTINUATION
 CLOSE = WSMsgType.CLOSE
 _NO_LIMIT = 1 << 62
+_TEXT_HEADERS = [bytes((0x81, n)) for n in range(126)]
+_BINARY_HEADERS = [bytes((0x82, n)) for n in range(126)]
+_pack_16 = struct.Struct("!BBH").pack
+_pack_64 = struct.Struct("!BBQ").pack
 
 
 def _offered(headers: Any) -> list[str]:
@@ -66,7 +70,10 @@ class PicowsTransport(WSListener):
         self._close_sent = False
         self._close_received: tuple[int, str] | None = None
         self._writable: asyncio.Future[None] | None = None
-        self._disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._disconnected: asyncio.Future[None] = self._loop.create_future()
+        self._out = bytearray()
+        self._flush_scheduled = False
 
     # -- picows callbacks ---------------------------------------------------
 
@@ -162,6 +169,7 @@ class PicowsTransport(WSListener):
         # 4000-4999 too, so the CLOSE frame is built here.
         self._close_sent = True
         assert self._ws is not None
+        self.flush()
         self._ws.send(CLOSE, struct.pack("!H", code) + reason.encode())
 
     # -- Transport ------------------------------------------------------------
@@ -171,13 +179,38 @@ class PicowsTransport(WSListener):
         assert ws is not None
         if ws.is_disconnected or self._close_sent:
             raise ConnectionError("socket closed")
-        ws.send(BINARY if binary else TEXT, data)
+        if ws.is_client_side:  # client frames are masked: picows does it in C
+            ws.send(BINARY if binary else TEXT, data)
+            return
+        # A server's frames are not masked, so they are framed here and
+        # coalesced: one socket write per event-loop step, not per frame.
+        if data.__class__ is str:
+            data = data.encode()  # type: ignore[union-attr]
+        size = len(data)
+        out = self._out
+        if size < 126:
+            out += (_BINARY_HEADERS if binary else _TEXT_HEADERS)[size]
+        else:
+            first = 0x82 if binary else 0x81
+            out += _pack_16(first, 126, size) if size < 65536 else _pack_64(first, 127, size)
+        out += data  # type: ignore[arg-type]
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand every frame written so far to the socket in one write."""
+        self._flush_scheduled = False
+        if self._out and self._ws is not None and not self._ws.is_disconnected:
+            self._ws.underlying_transport.write(bytes(self._out))
+        self._out.clear()
 
     def write_buffer_size(self) -> int:
         assert self._ws is not None
-        return int(self._ws.underlying_transport.get_write_buffer_size())
+        return len(self._out) + int(self._ws.underlying_transport.get_write_buffer_size())
 
     async def drain(self) -> None:
+        self.flush()
         if self._writable is not None:
             await self._writable
 

@@ -1,0 +1,265 @@
+"""Peers that misbehave, for the fault tests.
+
+* :class:`Proxy`: a TCP relay between a wyre client and server that a test can
+  cut without a closing handshake (a dead network) or black-hole (packets lost).
+* :class:`RawPeer`, :func:`raw_client`, :func:`raw_server`: WebSocket peers made
+  with the ``websockets`` library alone, which speak JSON frames by hand.
+* :func:`stalled_client`: a raw peer that stops reading after the handshake.
+* helpers shared by those tests: pairs with options in both directions,
+  requests left pending both ways, waiting for them to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
+
+import wyre
+
+from .conftest import Link, close_pair, eventually, open_pair, seconds
+
+V2 = Subprotocol("wyre.v2")
+DIRECTIONS = ["client->server", "server->client"]
+
+# -- a TCP relay ----------------------------------------------------------------
+
+
+class Proxy:
+    """Relays TCP connections from ``url`` to a server on ``target_port``."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.url = ""
+        self.forwarding = True
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._relays: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> Proxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.url = f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    def blackhole(self) -> None:
+        """From now on, drop every byte in both directions (the sockets stay open)."""
+        self.forwarding = False
+
+    def kill(self) -> None:
+        """Drop every relayed socket at once: no closing handshake, no FIN."""
+        for writer in self._writers:
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.kill()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        self._writers.append(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.append(up_writer)
+        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if self.forwarding:
+                    writer.write(data)
+                    await writer.drain()
+        writer.close()
+
+
+@asynccontextmanager
+async def proxied(
+    transport: str, **options: Any
+) -> AsyncIterator[tuple[wyre.Server, wyre.Client, wyre.Connection, wyre.Connection, Proxy]]:
+    """A server and a client (both with ``options``) connected through a :class:`Proxy`."""
+    server = wyre.Server(transport=transport, **options)
+    client = wyre.Client(transport=transport, **options)
+    await server.listen(port=0, host="127.0.0.1")
+    proxy = await Proxy(server.port or 0).start()
+    try:
+        conn = await client.connect(proxy.url)
+        (peer,) = await eventually(lambda: list(server.connections.values()))
+        yield server, client, conn, peer, proxy
+    finally:
+        proxy.kill()
+        await close_pair(server, client)
+        await proxy.close()
+
+
+# -- pairs and pending requests -------------------------------------------------
+
+
+@asynccontextmanager
+async def linked(transport: str, direction: str, **options: Any) -> AsyncIterator[Link]:
+    """Like the ``link`` fixture, with ``options`` given to both endpoints."""
+    server, client, client_conn, server_conn = await open_pair(transport, options, options)
+    try:
+        if direction == "client->server":
+            yield Link(client, server, client_conn, server_conn, server, client, direction)
+        else:
+            yield Link(server, client, server_conn, client_conn, server, client, direction)
+    finally:
+        await close_pair(server, client)
+
+
+def hold_requests(endpoint: wyre.Server | wyre.Client) -> list[wyre.Context]:
+    """Make ``endpoint`` keep every request it gets unanswered; returns their contexts."""
+    held: list[wyre.Context] = []
+    endpoint.on("request", held.append)
+    return held
+
+
+async def pending_both_ways(
+    conn: wyre.Connection, peer: wyre.Connection, count: int = 3
+) -> list[asyncio.Future[Any]]:
+    """Leave ``count`` requests pending in each direction between ``conn`` and ``peer``.
+
+    Both endpoints must hold their requests (:func:`hold_requests`); returns
+    once every request reached its handler.
+    """
+    held = [hold_requests(conn.endpoint), hold_requests(peer.endpoint)]  # type: ignore[arg-type]
+    requests = [asyncio.ensure_future(c.request({"n": n})) for c in (conn, peer) for n in range(count)]
+    await eventually(lambda: all(len(h) == count for h in held))
+    return requests
+
+
+async def all_closed(requests: list[asyncio.Future[Any]], timeout: float = 5) -> list[Any]:
+    """Wait (at most ``timeout`` scaled seconds) until each request failed; return the errors."""
+    async with asyncio.timeout(seconds(timeout)):
+        errors = await asyncio.gather(*requests, return_exceptions=True)
+    assert all(isinstance(e, wyre.ConnectionClosed) for e in errors), errors
+    return errors
+
+
+def record(endpoint: wyre.Server | wyre.Client, event: str) -> list[Any]:
+    """Record the arguments of every ``event`` of ``endpoint`` (one value, or a tuple)."""
+    log: list[Any] = []
+    endpoint.on(event, lambda *args: log.append(args[0] if len(args) == 1 else args))
+    return log
+
+
+# -- raw WebSocket peers -----------------------------------------------------------
+
+
+def decode(data: str | bytes) -> Any:
+    """A received frame as JSON when it is, else as it came."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+class RawPeer:
+    """One end of a WebSocket without wyre: sends what it is told, records what arrives."""
+
+    def __init__(self, ws: ClientConnection | ServerConnection) -> None:
+        self.ws = ws
+        self.received: list[Any] = []
+
+    async def send(self, frame: Any) -> None:
+        """Send ``frame``: a dict as JSON text, a str or bytes as it is."""
+        await self.ws.send(json.dumps(frame) if isinstance(frame, dict) else frame)
+
+    async def read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for data in self.ws:
+                self.received.append(decode(data))
+
+    async def frame(self, **fields: Any) -> dict[str, Any]:
+        """Wait for a received JSON object that has all of ``fields``."""
+        return await eventually(lambda: self.find(**fields))  # type: ignore[no-any-return]
+
+    def find(self, **fields: Any) -> dict[str, Any] | None:
+        for frame in self.received:
+            if isinstance(frame, dict) and fields.items() <= frame.items():
+                return frame
+        return None
+
+    def directions(self) -> set[Any]:
+        return {f.get("direction") for f in self.received if isinstance(f, dict)}
+
+
+@asynccontextmanager
+async def raw_client(url: str, *, v2: bool = True, **kwargs: Any) -> AsyncIterator[RawPeer]:
+    """Connect a :class:`RawPeer`, offering ``wyre.v2`` or no subprotocol at all."""
+    async with connect(
+        url, subprotocols=[V2] if v2 else None, ping_interval=None, proxy=None, **kwargs
+    ) as ws:
+        peer = RawPeer(ws)
+        reading = asyncio.create_task(peer.read())
+        try:
+            yield peer
+        finally:
+            await ws.close()
+            await reading
+
+
+class RawServer:
+    """A WebSocket server without wyre; each accepted socket becomes a :class:`RawPeer`."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.peers: list[RawPeer] = []
+
+    async def accepted(self) -> RawPeer:
+        peers = await eventually(lambda: self.peers)
+        return peers[0]  # type: ignore[no-any-return]
+
+    async def handle(self, ws: ServerConnection) -> None:
+        peer = RawPeer(ws)
+        self.peers.append(peer)
+        await peer.read()
+
+
+@asynccontextmanager
+async def raw_server(*, v2: bool = True) -> AsyncIterator[RawServer]:
+    """Serve a :class:`RawServer` on loopback, selecting ``wyre.v2`` or nothing."""
+    raw = RawServer()
+    async with serve(
+        raw.handle, "127.0.0.1", 0, subprotocols=[V2] if v2 else None, ping_interval=None
+    ) as ws_server:
+        raw.url = f"ws://127.0.0.1:{ws_server.sockets[0].getsockname()[1]}"
+        yield raw
+
+
+@asynccontextmanager
+async def stalled_client(url: str, receive_buffer: int = 4096) -> AsyncIterator[ClientConnection]:
+    """A raw ``wyre.v2`` client that reads nothing after the handshake.
+
+    Its socket has a small receive buffer, so the server's writes pile up in
+    the server's own buffers soon.
+    """
+    host, port = url.removeprefix("ws://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    async with connect(
+        url, sock=sock, subprotocols=[V2], ping_interval=None, close_timeout=1, proxy=None
+    ) as ws:
+        ws.transport.pause_reading()
+        try:
+            yield ws
+        finally:
+            ws.transport.abort()
+

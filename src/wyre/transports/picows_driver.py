@@ -185,7 +185,7 @@ class PicowsTransport(WSListener):
         # A server's frames are not masked, so they are framed here and
         # coalesced: one socket write per event-loop step, not per frame.
         if data.__class__ is str:
-            data = data.encode()  # type: ignore[union-attr]
+            data = data.encode()
         size = len(data)
         out = self._out
         if size < 126:

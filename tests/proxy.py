@@ -110,9 +110,13 @@ async def proxied(
 
 
 @asynccontextmanager
-async def linked(transport: str, direction: str, **options: Any) -> AsyncIterator[Link]:
-    """Like the ``link`` fixture, with ``options`` given to both endpoints."""
-    server, client, client_conn, server_conn = await open_pair(transport, options, options)
+async def linked(
+    transport: str, direction: str, client_options: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[Link]:
+    """Like the ``link`` fixture, with ``options`` for both endpoints (and the client's own)."""
+    server, client, client_conn, server_conn = await open_pair(
+        transport, options, {**options, **(client_options or {})}
+    )
     try:
         if direction == "client->server":
             yield Link(client, server, client_conn, server_conn, server, client, direction)
@@ -159,6 +163,18 @@ def record(endpoint: wyre.Server | wyre.Client, event: str) -> list[Any]:
 
 
 # -- raw WebSocket peers -----------------------------------------------------------
+
+
+@asynccontextmanager
+async def serving(transport: str, **options: Any) -> AsyncIterator[tuple[wyre.Server, str]]:
+    """A listening wyre server and its URL, for raw peers to connect to."""
+    server = wyre.Server(transport=transport, **options)
+    await server.listen(port=0, host="127.0.0.1")
+    try:
+        yield server, f"ws://127.0.0.1:{server.port}"
+    finally:
+        async with asyncio.timeout(seconds(15)):
+            await server.close(grace=1)
 
 
 def decode(data: str | bytes) -> Any:

@@ -314,6 +314,7 @@ class Connection:
         self._abandoned: dict[Any, None] = {}
         self._running: dict[Any, tuple[asyncio.Task[None], Context]] = {}
         self._reading_paused = False
+        self._reading_stopped = False
         self._drained: asyncio.Future[None] | None = None
 
     # -- public API --------------------------------------------------------
@@ -590,9 +591,8 @@ class Connection:
         if result.__class__ is CoroutineType or isawaitable(result):
             task = self._loop.create_task(self._run_handler(context, result))
             self._running[key] = (task, context)
-            if len(self._running) >= self._max_running and not self._reading_paused:
-                self._reading_paused = True
-                self._transport.pause_reading()
+            if len(self._running) >= self._max_running:
+                self._update_reading()
         elif not context._state:
             self._finish(context, result)
 
@@ -608,10 +608,8 @@ class Connection:
                 self._finish(context, result)
         finally:
             del self._running[context.key]
-            if self._reading_paused and len(self._running) < self._max_running:
-                self._reading_paused = False
-                if self._drained is None and self.close_code is None:
-                    self._transport.resume_reading()
+            if self._reading_paused:
+                self._update_reading()
 
     def _finish(self, context: Context, result: Any) -> None:
         try:
@@ -765,8 +763,7 @@ class Connection:
         """Start waiting for the peer to read: pause reading it, bound the wait."""
         if self._drained is None:
             self._drained = self._loop.create_future()
-            if not self._reading_paused:
-                self._transport.pause_reading()
+            self._update_reading()
             self._loop.create_task(self._drain())
         return self._drained
 
@@ -787,10 +784,35 @@ class Connection:
         else:
             if not drained.done():
                 drained.set_result(None)
-            if not self._reading_paused and self.close_code is None:
-                self._transport.resume_reading()
         finally:
             self._drained = None
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Pause or resume reading the socket: the single place that decides.
+
+        Reading pauses while the server shuts down, while the write buffer
+        waits for the peer, and while ``max_running_handlers`` handlers run:
+        backpressure reaches the peer through TCP instead of piling up tasks.
+        """
+        if self.close_code is not None:
+            return
+        pause = (
+            self._reading_stopped
+            or self._drained is not None
+            or len(self._running) >= self._max_running
+        )
+        if pause != self._reading_paused:
+            self._reading_paused = pause
+            if pause:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
+
+    def _stop_reading(self) -> None:
+        """Read no more frames (shutdown); answers can still be sent."""
+        self._reading_stopped = True
+        self._update_reading()
 
     def _failed(self, exc: WyreError, callback: Callback | None) -> Awaitable[None]:
         """An awaitable already failed with ``exc``, reported to ``callback`` too.

@@ -87,7 +87,7 @@ class Server(Endpoint):
             self._listener.stop_accepting()
         connections = list(self.connections.values())
         for connection in connections:
-            connection._transport.pause_reading()
+            connection._stop_reading()
         running = [task for c in connections for task, _ in c._running.values()]
         if running:
             await asyncio.wait(

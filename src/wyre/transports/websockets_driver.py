@@ -109,6 +109,16 @@ class WebsocketsTransport:
     def abort(self) -> None:
         self._ws.transport.abort()
 
+    async def _wait_resumed(self) -> None:
+        """Wait until reading resumes, or the socket closes meanwhile."""
+        self._resumed = self._loop.create_future()
+        closed = asyncio.ensure_future(self._ws.wait_closed())
+        try:
+            await asyncio.wait({self._resumed, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            self._resumed = None
+
     async def run(self, connection: Connection) -> None:
         """Feed received messages to ``connection`` until the socket closes."""
         ws = self._ws
@@ -118,9 +128,7 @@ class WebsocketsTransport:
             while True:
                 receive(await recv())
                 if self._paused:
-                    self._resumed = asyncio.get_running_loop().create_future()
-                    await self._resumed
-                    self._resumed = None
+                    await self._wait_resumed()
         except WsConnectionClosed:
             pass
         except asyncio.CancelledError:

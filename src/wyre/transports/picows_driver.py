@@ -157,7 +157,7 @@ class PicowsTransport(WSListener):
             reason = ""
         self._close_received = (code, reason)
         if not self._close_sent:
-            self._send_close(code if code != 1005 else 1000, "")
+            self._send_close(code if code != 1005 else 1000, reason)
         transport.disconnect()
 
     def _protocol_error(self, transport: WSTransport, code: int, reason: str) -> None:

@@ -42,6 +42,7 @@ from .exceptions import (
     WyreError,
 )
 from .protocol import SUBPROTOCOL, Direction, parse_direction, route_key
+from .protocol.direction import SPELLINGS as _SPELLINGS
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -494,7 +495,8 @@ class Connection:
             self._reject(RemoteProtocolError("frame is not a JSON object", frame=data))
             return
         try:
-            direction = parse_direction(self._get_direction(message))
+            direction = self._get_direction(message)
+            direction = _SPELLINGS.get(direction) or parse_direction(direction)
             if direction is REQUEST:
                 self._on_request(message, data)
             elif direction is REPLY or direction is ERROR or direction is PARTIAL:
@@ -588,6 +590,10 @@ class Connection:
             return
         if result is None:
             return
+        if result.__class__ is dict:
+            if not context._state:
+                self._finish(context, result)
+            return
         if result.__class__ is CoroutineType or isawaitable(result):
             task = self._loop.create_task(self._run_handler(context, result))
             self._running[key] = (task, context)
@@ -612,10 +618,20 @@ class Connection:
                 self._update_reading()
 
     def _finish(self, context: Context, result: Any) -> None:
+        """Send a handler's return value as the REPLY (the lean path of ``reply()``)."""
         try:
-            self._answer(context, result, REPLY, None, None, {})
+            self._set_key(result, context.key)
+            self._set_direction(result, "REPLY")
+        except Exception as exc:
+            error = LocalProtocolError(f"a handler must return an object: {exc}", frame=result)
+            self._handler_failed(context, error)
+            return
+        try:
+            self._send_now(result, False)
         except WyreError as exc:
             self._handler_failed(context, exc)
+        else:
+            context._state = ANSWERED
 
     def _handler_failed(self, context: Context, exc: BaseException) -> None:
         if isinstance(exc, ConnectionClosed):

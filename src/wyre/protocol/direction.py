@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["EXTENSIONS", "Direction", "parse_direction"]
+__all__ = ["EXTENSIONS", "SPELLINGS", "Direction", "parse_direction"]
 
 
 class Direction(StrEnum):
@@ -34,9 +34,9 @@ class Direction(StrEnum):
 EXTENSIONS = frozenset({Direction.ACK, Direction.CANCEL})
 """Directions that exist only when both ends negotiated ``wyre.v2``."""
 
-# The exact spellings are looked up first: they are what every well-behaved
-# peer sends, and a dict hit is cheaper than upper-casing each frame's field.
-_SPELLINGS: dict[str, Direction] = {d.value: d for d in Direction}
+SPELLINGS: dict[object, Direction] = {d.value: d for d in Direction}
+"""The exact upper-case spellings: what well-behaved peers send, so looked up first
+(a dict hit is cheaper than upper-casing each frame's field)."""
 
 
 def parse_direction(value: object) -> Direction | None:
@@ -48,8 +48,8 @@ def parse_direction(value: object) -> Direction | None:
     if value is None:
         return Direction.MESSAGE
     if value.__class__ is str:
-        found = _SPELLINGS.get(value)
+        found = SPELLINGS.get(value)
         if found is None:
-            found = _SPELLINGS.get(value.upper())
+            found = SPELLINGS.get(value.upper())
         return found
     return None

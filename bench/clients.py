@@ -7,11 +7,11 @@ so every client pays for one awaited future per request, as an application
 would. The bare clients (picows, websockets) add the key and direction and
 match replies to futures by key themselves; wyre's ``Connection.request`` does
 that for its rows. Every reply must echo the worker's ``n``. Prints one JSON
-line with ``rps``; exits 1 on a mismatch.
+line with ``rate`` (requests/s) and CPU use; exits 1 on a mismatch.
 
 Clients: ``picows`` (uvloop, orjson), ``websockets`` (asyncio loop, json),
-``wyre`` (transport websockets, asyncio loop), ``wyre-fast`` (transport picows,
-uvloop).
+``wyre`` (transport websockets, asyncio loop, json), ``wyre-fast`` (transport
+picows, uvloop, orjson).
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from common import QUESTION, announce, new_key, run_main
+from common import QUESTION, Window, announce, new_key, run_main
 
 CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 10.0
@@ -119,10 +118,10 @@ async def websockets_client(url: str) -> Opened:
 
 
 @asynccontextmanager
-async def wyre_client(url: str, transport: str) -> Opened:
+async def wyre_client(url: str, transport: str, codec: str) -> Opened:
     import wyre
 
-    client = wyre.Client(transport=transport)
+    client = wyre.Client(transport=transport, codec=codec)
     conn = await asyncio.wait_for(client.connect(url), CONNECT_TIMEOUT)
 
     async def request(message: dict[str, Any]) -> dict[str, Any]:
@@ -142,13 +141,13 @@ Open = Callable[[str], AbstractAsyncContextManager[tuple[Request, KeyMatcher | N
 CLIENTS: dict[str, tuple[Open, bool]] = {
     "picows": (picows_client, True),
     "websockets": (websockets_client, False),
-    "wyre": (lambda url: wyre_client(url, "websockets"), False),
-    "wyre-fast": (lambda url: wyre_client(url, "picows"), True),
+    "wyre": (lambda url: wyre_client(url, "websockets", "json"), False),
+    "wyre-fast": (lambda url: wyre_client(url, "picows", "orjson"), True),
 }
 
 
 async def pipe(
-    request: Request, concurrency: int, warmup: float, duration: float
+    request: Request, concurrency: int, warmup: float, duration: float, server_pid: int | None
 ) -> dict[str, Any]:
     """``concurrency`` workers awaiting one request after another; replies per second."""
     completed = mismatches = 0
@@ -167,26 +166,21 @@ async def pipe(
     workers = [asyncio.create_task(worker(i)) for i in range(concurrency)]
     try:
         await asyncio.sleep(warmup)
-        count0, wall0, cpu0 = completed, time.perf_counter(), time.process_time()
+        count, span = completed, Window(server_pid)
         await asyncio.sleep(duration)
-        count1, wall1, cpu1 = completed, time.perf_counter(), time.process_time()
+        measured = span.counted(completed - count)
         running = False
         await asyncio.wait_for(asyncio.gather(*workers), DRAIN_TIMEOUT)
     finally:
         for w in workers:
             w.cancel()
-    return {
-        "rps": (count1 - count0) / (wall1 - wall0),
-        "requests": completed,
-        "mismatches": mismatches,
-        "client_cpu": (cpu1 - cpu0) / (wall1 - wall0),
-    }
+    return {**measured, "requests": completed, "mismatches": mismatches}
 
 
 async def main_async(args: argparse.Namespace) -> int:
     open_client, _ = CLIENTS[args.client]
     async with open_client(args.url) as (request, matcher):
-        result = await pipe(request, args.concurrency, args.warmup, args.duration)
+        result = await pipe(request, args.concurrency, args.warmup, args.duration, args.server_pid)
     if matcher is not None:
         result["mismatches"] += matcher.mismatches
     announce(json.dumps({"client": args.client, **result}))
@@ -200,6 +194,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
     args = parser.parse_args()
     return run_main(main_async(args), use_uvloop=CLIENTS[args.client][1])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -16,7 +17,7 @@ QUESTION = "how are you doing?"
 # Lines a server prints on stdout so that the driver knows how it started.
 READY = "READY"
 UNAVAILABLE = "UNAVAILABLE"
-# Exit code of a server whose library could not be imported: skipped, not failed.
+# Exit code of a benchmark process whose library cannot be imported: skipped, not failed.
 EXIT_UNAVAILABLE = 3
 
 
@@ -75,6 +76,48 @@ def cpu_seconds(pid: int) -> float:
         text = stat.read()
     fields = text[text.rindex(")") + 2 :].split()  # fields[0] is the state, field 3
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time spent in user and system mode by all processes, plus hypervisor steal.
+
+    From /proc/stat. Interrupt and softirq time are left out: on loopback, much
+    of it is the benchmark's own network traffic.
+    """
+    with open("/proc/stat", encoding="ascii") as stat:
+        # cpu user nice system idle iowait irq softirq steal ...
+        _, user, nice, system, _, _, _, _, steal, *_ = stat.readline().split()
+    return (int(user) + int(nice) + int(system) + int(steal)) / os.sysconf("SC_CLK_TCK")
+
+
+class Window:
+    """A measured span: wall time, and CPU time of this process, the server and the rest.
+
+    ``counted()`` gives, for ``count`` items done in the span, the rate and
+    how busy each side was (in CPUs); ``others_cpu``, the CPU taken by every
+    other process and by the hypervisor, well above 0 means the measurement
+    was disturbed.
+    """
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        server = cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        return time.perf_counter(), time.process_time(), server, machine_cpu_seconds()
+
+    def counted(self, count: int) -> dict[str, float | None]:
+        end = self._sample()
+        wall, own, server, machine = (b - a for a, b in zip(self.start, end, strict=True))
+        measured = self.server_pid is not None
+        return {
+            "rate": count / wall,
+            "own_cpu": own / wall,
+            "server_cpu": server / wall if measured else None,
+            "server_us_per_item": server / max(count, 1) * 1e6 if measured else None,
+            "others_cpu": max(0.0, machine - server - own) / wall if measured else None,
+        }
 
 
 def raise_nofile(wanted: int) -> int:

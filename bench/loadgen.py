@@ -9,10 +9,11 @@ Workloads (connections x requests in flight, the window kept full):
 PIPE 1 x 100, FAN 50 x 10, SEQ 1 x 1. After ``--warmup`` seconds the
 completed replies are counted for ``--duration`` seconds; then no new request
 is sent and those in flight are awaited. Each workload prints one JSON line
-with ``rps``, the load generator's CPU use and, given ``--server-pid``, the
-server's. Every reply must carry the key of a request this connection has in
-flight, the same ``n`` and ``"direction": "REPLY"``; anything else is a
-mismatch, and a mismatch or a lost reply makes the exit code 1.
+with ``rate`` (requests/s), the load generator's CPU use and, given
+``--server-pid``, the server's and everyone else's (see ``common.Window``).
+Every reply must carry the key of a request this connection has in flight,
+the same ``n`` and ``"direction": "REPLY"``; anything else is a mismatch, and
+a mismatch or a lost reply makes the exit code 1.
 
 ``--protocol socketio`` speaks Engine.IO 4 / Socket.IO 5 over the same picows
 connection: the request object is the argument of an ``echo`` event sent with
@@ -30,12 +31,11 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from common import REQUEST_TEMPLATE, announce, cpu_seconds, new_key, raise_nofile, run
+from common import REQUEST_TEMPLATE, Window, announce, new_key, raise_nofile, run
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 WORKLOADS: dict[str, tuple[int, int]] = {"PIPE": (1, 100), "FAN": (50, 10), "SEQ": (1, 1)}
@@ -124,8 +124,10 @@ class Session(WSListener):
             self.done.set_result(None)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == WSMsgType.TEXT:
+        if frame.msg_type == WSMsgType.TEXT and frame.fin:
             self.on_text(frame.get_payload_as_memoryview())
+        elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.CONTINUATION):
+            self.stats.errors.append("fragmented message: not expected of an echo")
         elif frame.msg_type == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
@@ -173,6 +175,8 @@ class SocketIOSession(Session):
         elif packet.startswith(b"40"):
             if not self.ready.done():
                 self.ready.set_result(None)
+        elif packet.startswith(b"44") and not self.ready.done():  # connect error
+            self.ready.set_exception(ConnectionError(f"socket.io refused: {packet[:200]!r}"))
         else:
             self.stats.errors.append(f"unexpected packet {packet[:60]!r}")
 
@@ -211,10 +215,6 @@ async def settle(sessions: list[Session], stats: Stats) -> int:
     return sum(len(s.pending) for s in sessions)
 
 
-def server_cpu(pid: int | None) -> float:
-    return cpu_seconds(pid) if pid else 0.0
-
-
 async def measure(
     url: str, protocol: str, workload: str, warmup: float, duration: float, pid: int | None
 ) -> dict[str, Any]:
@@ -225,11 +225,9 @@ async def measure(
         for s in sessions:
             s.start()
         await asyncio.sleep(warmup)
-        count0, wall0, cpu0 = stats.completed, time.perf_counter(), time.process_time()
-        server0 = server_cpu(pid)
+        count, span = stats.completed, Window(pid)
         await asyncio.sleep(duration)
-        count1, wall1, cpu1 = stats.completed, time.perf_counter(), time.process_time()
-        server1 = server_cpu(pid)
+        measured = span.counted(stats.completed - count)
         for s in sessions:
             s.stop()
         lost = await settle(sessions, stats)
@@ -237,14 +235,11 @@ async def measure(
         await close_all(sessions)
     return {
         "workload": workload,
-        "rps": (count1 - count0) / (wall1 - wall0),
+        **measured,
         "requests": stats.completed,
         "mismatches": stats.mismatches,
         "lost": lost,
         "errors": stats.errors[:5],
-        "loadgen_cpu": (cpu1 - cpu0) / (wall1 - wall0),
-        "server_cpu": (server1 - server0) / (wall1 - wall0),
-        "server_us_per_request": (server1 - server0) / max(count1 - count0, 1) * 1e6,
     }
 
 

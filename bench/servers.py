@@ -91,15 +91,30 @@ async def socketio_echo(port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def wyre_echo(port: int, *, transport: str, stream: bool) -> None:
-    """wyre's server; with ``stream``, also the handlers of the STREAM benchmark."""
+async def wyre_echo(
+    port: int, *, transport: str, stream: bool, codec: str = "orjson", asynchronous: bool = False
+) -> None:
+    """wyre's server; with ``stream``, also the handlers of the STREAM benchmark.
+
+    ``codec`` is named explicitly so that each row says what it measures;
+    ``asynchronous`` makes the echo handler a coroutine function (one task
+    per request) instead of a plain function (run inline).
+    """
     import wyre
 
-    server = wyre.Server(transport=transport)
+    server = wyre.Server(transport=transport, codec=codec)
 
-    @server.on("request", "echo")
-    def echo(ctx: Any) -> Any:
-        return ctx.message
+    if asynchronous:
+
+        @server.on("request", "echo")
+        async def echo_async(ctx: Any) -> Any:
+            return ctx.message
+
+    else:
+
+        @server.on("request", "echo")
+        def echo(ctx: Any) -> Any:
+            return ctx.message
 
     if stream:
 
@@ -144,9 +159,23 @@ SERVERS: dict[str, Spec] = {
         'Socket.IO 5 text packets to it: `42<id>["echo",{request}]`, acked by `43<id>[{reply}]`',
     ),
     "wyre": Spec(
+        lambda p: wyre_echo(p, transport="websockets", stream=False, codec="json"),
+        False,
+        "wyre.Server(transport='websockets', codec='json'), asyncio loop: "
+        "the default transport, same stack as the bare websockets row",
+    ),
+    "wyre-orjson": Spec(
         lambda p: wyre_echo(p, transport="websockets", stream=False),
         False,
-        "wyre.Server(transport='websockets'), asyncio loop, default codec",
+        "wyre.Server(transport='websockets', codec='orjson'), asyncio loop: "
+        "the default configuration once the fast extra is installed",
+    ),
+    "wyre-async": Spec(
+        lambda p: wyre_echo(
+            p, transport="websockets", stream=False, codec="json", asynchronous=True
+        ),
+        False,
+        "as wyre, with a coroutine handler (a task per request)",
     ),
     "wyre-fast": Spec(
         lambda p: wyre_echo(p, transport="picows", stream=False),
@@ -154,7 +183,7 @@ SERVERS: dict[str, Spec] = {
         "wyre.Server(transport='picows'), uvloop, orjson",
     ),
     "wyre-stream": Spec(
-        lambda p: wyre_echo(p, transport="websockets", stream=True),
+        lambda p: wyre_echo(p, transport="websockets", stream=True, codec="json"),
         False,
         "as wyre, plus the stream and burst handlers",
     ),

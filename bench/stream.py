@@ -13,7 +13,8 @@ The server is ``servers.py wyre-stream`` (or ``wyre-fast-stream``).
 
 Bursts of N are repeated for ``--warmup`` then ``--duration`` seconds; the items
 of the bursts that ran in the measured span are counted. Each burst must
-deliver ``i`` = 0..N-1 in order. Prints one JSON line with ``items_per_s``.
+deliver ``i`` = 0..N-1 in order. Prints one JSON line with ``rate`` (items/s)
+and CPU use.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from common import announce, run_main
+from common import Window, announce, run_main
 
 CONNECT_TIMEOUT = 10.0
 BURST_TIMEOUT = 30.0
@@ -45,7 +46,9 @@ def check_done(reply: Any) -> None:
 async def main_async(args: argparse.Namespace) -> int:
     import wyre
 
-    client = wyre.Client(transport=args.transport)
+    # the same codecs as the servers: json on websockets, orjson on picows
+    codec = "json" if args.transport == "websockets" else "orjson"
+    client = wyre.Client(transport=args.transport, codec=codec)
     n = args.n
     ticks: list[int] = []
     all_ticks = asyncio.Event()
@@ -83,15 +86,15 @@ async def main_async(args: argparse.Namespace) -> int:
         while time.perf_counter() < deadline:
             await one_burst()
         bursts = 0
-        start = time.perf_counter()
-        while bursts == 0 or time.perf_counter() - start < args.duration:
+        span = Window(args.server_pid)
+        end = time.perf_counter() + args.duration
+        while bursts == 0 or time.perf_counter() < end:
             await one_burst()
             bursts += 1
-        elapsed = time.perf_counter() - start
+        measured = span.counted(bursts * n)
     finally:
         await asyncio.wait_for(client.close(), CONNECT_TIMEOUT)
-    result = {"mode": args.mode, "items_per_s": bursts * n / elapsed, "bursts": bursts, "n": n}
-    announce(json.dumps(result))
+    announce(json.dumps({"mode": args.mode, **measured, "bursts": bursts, "n": n}))
     return 0
 
 
@@ -103,6 +106,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000, help="items per burst")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
     args = parser.parse_args()
     return run_main(main_async(args), use_uvloop=args.transport == "picows")
 

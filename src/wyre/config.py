@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .protocol import Codec, default_codec, json_codec, orjson_codec
+
 __all__ = ["LOG_LEVELS", "Options", "TransportName", "log_level"]
 
 TransportName = Literal["websockets", "picows"]
@@ -63,6 +65,9 @@ class Options:
     """Where the endpoint logs; the default is the ``wyre`` logger."""
     transport: TransportName = "websockets"
     """``websockets`` (default) or ``picows`` (the ``fast`` extra)."""
+    codec: Codec | Literal["json", "orjson"] | None = None
+    """How messages are encoded: ``"json"`` (standard library), ``"orjson"``,
+    a :class:`~wyre.Codec`, or None: orjson when installed, else json."""
     request_timeout: float | None = 30.0
     """Default time to wait for a request's reply (or a send's acknowledgement)."""
     open_timeout: float | None = 10.0
@@ -102,3 +107,19 @@ class Options:
                 raise ValueError(f"{name} must be at least 1")
         if self.log_level is not None:
             self.logger.setLevel(log_level(self.log_level))
+        if self.codec not in (None, "json", "orjson") and not isinstance(self.codec, Codec):
+            raise ValueError(f"unknown codec {self.codec!r}: use json, orjson or a wyre.Codec")
+
+    def make_codec(self) -> Codec:
+        """The codec these options ask for.
+
+        Raises:
+            ImportError: ``"orjson"`` was asked for and is not installed.
+        """
+        if isinstance(self.codec, Codec):
+            return self.codec
+        if self.codec == "json":
+            return json_codec()
+        if self.codec == "orjson":
+            return orjson_codec()
+        return default_codec()

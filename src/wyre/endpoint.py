@@ -34,7 +34,7 @@ class Endpoint:
         self.options = Options(**options)
         self.logger = self.options.logger
         self.router = Router()
-        self.envelope = Envelope()
+        self.envelope = Envelope(codec=self.options.make_codec())
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connections: dict[str, Connection] = {}
         """The open connections, by id."""

@@ -1,0 +1,29 @@
+"""The benchmark harness still runs: every path once, at tiny sizes.
+
+This is not a performance test (nothing here asserts on speed); it keeps
+``bench/`` from rotting as the library changes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import seconds
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+def test_tiny_benchmark_runs_every_system() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--tiny", "--strict"],
+        capture_output=True,
+        text=True,
+        timeout=seconds(180),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = result.stdout
+    for system in ("websockets", "picows", "socketio", "wyre", "wyre-fast", "wyre-async"):
+        assert f"| {system} |" in report, report
+    assert "unavailable" not in report

@@ -280,6 +280,42 @@ class Connection:
         close_code, close_reason: set once the connection is closed.
     """
 
+    # Slots keep an idle connection small: a server may hold many thousands.
+    __slots__ = (
+        "_abandoned",
+        "_acks",
+        "_closing",
+        "_decode",
+        "_drained",
+        "_encode",
+        "_get_direction",
+        "_get_key",
+        "_get_type",
+        "_loop",
+        "_max_pending",
+        "_max_running",
+        "_message_handlers",
+        "_pending",
+        "_reading_paused",
+        "_reading_stopped",
+        "_request_handlers",
+        "_request_timeout",
+        "_requires_dict",
+        "_running",
+        "_set_direction",
+        "_set_key",
+        "_state",
+        "_transport",
+        "_untyped",
+        "_write_limit",
+        "close_code",
+        "close_reason",
+        "endpoint",
+        "extensions",
+        "id",
+        "logger",
+    )
+
     def __init__(self, endpoint: Endpoint, transport: Transport) -> None:
         self.id = str(uuid.uuid4())
         self.endpoint = endpoint
@@ -295,8 +331,6 @@ class Connection:
         self._max_pending = options.max_pending_requests
         self._max_running = options.max_running_handlers
         self._write_limit = options.write_limit
-        self._write_timeout = options.write_timeout
-        self._debug_errors = options.debug_errors
         envelope = endpoint.envelope
         self._decode = envelope.codec.decode
         self._encode = envelope.codec.encode
@@ -317,8 +351,16 @@ class Connection:
         self._reading_paused = False
         self._reading_stopped = False
         self._drained: asyncio.Future[None] | None = None
+        self._state: dict[str, Any] | None = None
 
     # -- public API --------------------------------------------------------
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A dict for the application's own data about this connection (e.g. a user id)."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     @property
     def closed(self) -> bool:
@@ -638,7 +680,11 @@ class Connection:
             return
         self.logger.error("request handler for %r raised", context.type, exc_info=exc)
         if not context._state and self.close_code is None:
-            detail = "".join(traceback.format_exception(exc)) if self._debug_errors else None
+            detail = (
+                "".join(traceback.format_exception(exc))
+                if self.endpoint.options.debug_errors
+                else None
+            )
             self._reply_error(context, type(exc).__name__, str(exc), detail)
         with contextlib.suppress(Exception):
             exc.connection = self  # type: ignore[attr-defined]
@@ -787,11 +833,13 @@ class Connection:
         drained = self._drained
         assert drained is not None
         try:
-            async with asyncio.timeout(self._write_timeout):
+            async with asyncio.timeout(self.endpoint.options.write_timeout):
                 await self._transport.drain()
         except TimeoutError:
             self.logger.warning(
-                "peer %s read nothing for %s s: dropping it", self.id, self._write_timeout
+                "peer %s read nothing for %s s: dropping it",
+                self.id,
+                self.endpoint.options.write_timeout,
             )
             self._transport.abort()
             self.connection_lost(1006, "peer stopped reading")

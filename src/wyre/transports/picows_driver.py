@@ -57,6 +57,24 @@ def _offered(headers: Any) -> list[str]:
 class PicowsTransport(WSListener):
     """A :class:`~wyre.transport.Transport` and picows listener for one socket."""
 
+    __slots__ = (
+        "_close_received",
+        "_close_sent",
+        "_disconnected",
+        "_endpoint",
+        "_flush_scheduled",
+        "_fragment_type",
+        "_fragments",
+        "_loop",
+        "_max_size",
+        "_out",
+        "_receive",
+        "_writable",
+        "_ws",
+        "connection",
+        "subprotocol",
+    )
+
     def __init__(self, endpoint: Endpoint, subprotocol: str | None) -> None:
         super().__init__()
         self._endpoint = endpoint
@@ -64,14 +82,14 @@ class PicowsTransport(WSListener):
         self.connection: Connection | None = None
         self._ws: WSTransport | None = None
         self._receive: Any = None
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] | None = None
         self._fragment_type = TEXT
         self._max_size = endpoint.options.max_message_size or _NO_LIMIT
         self._close_sent = False
         self._close_received: tuple[int, str] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
-        self._disconnected: asyncio.Future[None] = self._loop.create_future()
+        self._disconnected: asyncio.Future[None] | None = None
         self._out = bytearray()
         self._flush_scheduled = False
 
@@ -109,7 +127,7 @@ class PicowsTransport(WSListener):
             handshake = transport.close_handshake
             sent = handshake.sent if handshake is not None else None
             code, reason = (int(sent.code.value), sent.reason) if sent is not None else (1006, "")
-        if not self._disconnected.done():
+        if self._disconnected is not None and not self._disconnected.done():
             self._disconnected.set_result(None)
         self.resume_writing()
         if self.connection is not None:
@@ -125,22 +143,24 @@ class PicowsTransport(WSListener):
             writable.set_result(None)
 
     def _reassemble(self, transport: WSTransport, frame: WSFrame) -> None:
+        fragments = self._fragments
         if frame.msg_type is not CONTINUATION:
-            if self._fragments:
+            if fragments:
                 self._protocol_error(transport, 1002, "new message inside a fragmented one")
                 return
+            fragments = self._fragments = []
             self._fragment_type = frame.msg_type
-        elif not self._fragments:
+        elif not fragments:
             self._protocol_error(transport, 1002, "continuation without a message")
             return
-        self._fragments.append(frame.get_payload_as_bytes())
-        if sum(map(len, self._fragments)) > self._max_size:
-            self._fragments.clear()
+        fragments.append(frame.get_payload_as_bytes())
+        if sum(map(len, fragments)) > self._max_size:
+            self._fragments = None
             self._protocol_error(transport, 1009, "message too big")
             return
         if frame.fin:
-            data = b"".join(self._fragments)
-            self._fragments.clear()
+            self._fragments = None
+            data = b"".join(fragments)
             if self._fragment_type is TEXT:
                 try:
                     self._receive(data.decode())
@@ -226,15 +246,18 @@ class PicowsTransport(WSListener):
     async def close(self, code: int, reason: str) -> None:
         ws = self._ws
         assert ws is not None
-        if not ws.is_disconnected:
-            if not self._close_sent:
-                self._send_close(code, reason)
-            try:
-                async with asyncio.timeout(self._endpoint.options.close_timeout):
-                    await asyncio.shield(self._disconnected)
-            except TimeoutError:
-                ws.disconnect(graceful=False)
-        await asyncio.shield(self._disconnected)
+        if ws.is_disconnected:
+            return
+        if not self._close_sent:
+            self._send_close(code, reason)
+        if self._disconnected is None:
+            self._disconnected = self._loop.create_future()
+        try:
+            async with asyncio.timeout(self._endpoint.options.close_timeout):
+                await asyncio.shield(self._disconnected)
+        except TimeoutError:
+            ws.disconnect(graceful=False)
+            await asyncio.shield(self._disconnected)
 
     def abort(self) -> None:
         if self._ws is not None:

@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import websockets
@@ -87,10 +88,21 @@ class Proxy:
         writer.close()
 
 
+@dataclass
+class Relayed:
+    """A server and a client connected through a :class:`Proxy`."""
+
+    server: wyre.Server
+    client: wyre.Client
+    conn: wyre.Connection
+    """The client's connection."""
+    peer: wyre.Connection
+    """The server's connection."""
+    proxy: Proxy
+
+
 @asynccontextmanager
-async def proxied(
-    transport: str, **options: Any
-) -> AsyncIterator[tuple[wyre.Server, wyre.Client, wyre.Connection, wyre.Connection, Proxy]]:
+async def proxied(transport: str, **options: Any) -> AsyncIterator[Relayed]:
     """A server and a client (both with ``options``) connected through a :class:`Proxy`."""
     server = wyre.Server(transport=transport, **options)
     client = wyre.Client(transport=transport, **options)
@@ -99,7 +111,7 @@ async def proxied(
     try:
         conn = await client.connect(proxy.url)
         (peer,) = await eventually(lambda: list(server.connections.values()))
-        yield server, client, conn, peer, proxy
+        yield Relayed(server, client, conn, peer, proxy)
     finally:
         proxy.kill()
         await close_pair(server, client)
@@ -133,6 +145,17 @@ def hold_requests(endpoint: wyre.Server | wyre.Client) -> list[wyre.Context]:
     return held
 
 
+def in_flight(awaitable: Any) -> asyncio.Future[Any]:
+    """Run ``awaitable`` as a future whose failure is never reported as unretrieved.
+
+    The test checks the outcome; should it fail first, an unretrieved error
+    logged during garbage collection must not add noise to its report.
+    """
+    future = asyncio.ensure_future(awaitable)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
 async def pending_both_ways(
     conn: wyre.Connection, peer: wyre.Connection, count: int = 3
 ) -> list[asyncio.Future[Any]]:
@@ -142,7 +165,7 @@ async def pending_both_ways(
     once every request reached its handler.
     """
     held = [hold_requests(conn.endpoint), hold_requests(peer.endpoint)]  # type: ignore[arg-type]
-    requests = [asyncio.ensure_future(c.request({"n": n})) for c in (conn, peer) for n in range(count)]
+    requests = [in_flight(c.request({"n": n})) for c in (conn, peer) for n in range(count)]
     await eventually(lambda: all(len(h) == count for h in held))
     return requests
 
@@ -165,10 +188,21 @@ def record(endpoint: wyre.Server | wyre.Client, event: str) -> list[Any]:
 # -- raw WebSocket peers -----------------------------------------------------------
 
 
+Prepare = Callable[[Any], None]
+
+
 @asynccontextmanager
-async def serving(transport: str, **options: Any) -> AsyncIterator[tuple[wyre.Server, str]]:
-    """A listening wyre server and its URL, for raw peers to connect to."""
-    server = wyre.Server(transport=transport, **options)
+async def serving(
+    transport: str, prepare: Prepare | None = None, **options: Any
+) -> AsyncIterator[tuple[wyre.Server, str]]:
+    """A listening wyre server and its URL, for raw peers to connect to.
+
+    ``prepare(server)`` runs before it listens. The close timeout is short
+    by default, since raw peers may not answer a closing handshake.
+    """
+    server = wyre.Server(transport=transport, **{"close_timeout": seconds(2), **options})
+    if prepare is not None:
+        prepare(server)
     await server.listen(port=0, host="127.0.0.1")
     try:
         yield server, f"ws://127.0.0.1:{server.port}"
@@ -279,3 +313,36 @@ async def stalled_client(url: str, receive_buffer: int = 4096) -> AsyncIterator[
         finally:
             ws.transport.abort()
 
+
+@asynccontextmanager
+async def against_raw(
+    transport: str,
+    side: str,
+    *,
+    v2: bool = True,
+    prepare: Prepare | None = None,
+    **options: Any,
+) -> AsyncIterator[tuple[wyre.Connection, RawPeer]]:
+    """A wyre ``side`` ("server" or "client") connected to a :class:`RawPeer`.
+
+    Yields the wyre connection and the raw peer; ``v2`` says whether the raw
+    peer offers (or selects) ``wyre.v2``; ``prepare(endpoint)`` runs before
+    the connection opens.
+    """
+    if side == "server":
+        async with (
+            serving(transport, prepare, **options) as (server, url),
+            raw_client(url, v2=v2) as raw,
+        ):
+            (conn,) = await eventually(lambda: list(server.connections.values()))
+            yield conn, raw
+        return
+    client = wyre.Client(transport=transport, **options)
+    if prepare is not None:
+        prepare(client)
+    async with raw_server(v2=v2) as raw_end:
+        try:
+            conn = await client.connect(raw_end.url)
+            yield conn, await raw_end.accepted()
+        finally:
+            await client.close()

@@ -11,7 +11,7 @@ import pytest
 import wyre
 
 from .conftest import Link, eventually, seconds
-from .proxy import DIRECTIONS, hold_requests, linked, record
+from .proxy import DIRECTIONS, hold_requests, in_flight, linked, record
 
 
 async def test_request_fails_with_request_timeout_and_forgets_the_key(link: Link) -> None:
@@ -33,7 +33,9 @@ async def test_timeout_reaches_the_callback(link: Link) -> None:
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
-async def test_default_timeout_is_the_request_timeout_option(transport: str, direction: str) -> None:
+async def test_default_timeout_is_the_request_timeout_option(
+    transport: str, direction: str
+) -> None:
     async with linked(transport, direction, request_timeout=seconds(0.2)) as link:
         hold_requests(link.handler)
         async with asyncio.timeout(seconds(5)):  # not the 30 s default
@@ -51,7 +53,7 @@ async def test_no_timeout_waits_for_the_reply(
 ) -> None:
     async with linked(transport, "client->server", **options) as link:
         held = hold_requests(link.handler)
-        request = link.conn.request({}, **kwargs)
+        request = in_flight(link.conn.request({}, **kwargs))
         await asyncio.sleep(seconds(0.4))
         assert not request.done()
         held[0].reply({"late": "but welcome"})
@@ -65,7 +67,7 @@ async def test_late_reply_is_dropped_quietly(link: Link, caplog: pytest.LogCaptu
     expired = link.conn.request({"n": 1}, timeout=seconds(0.2))
     with pytest.raises(wyre.RequestTimeout):
         await expired
-    later = link.conn.request({"n": 2})
+    later = in_flight(link.conn.request({"n": 2}))
     await eventually(lambda: len(held) == 2)
     with caplog.at_level(logging.DEBUG, logger="wyre"):
         held[0].reply({"answer": "late"})

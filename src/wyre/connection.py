@@ -373,6 +373,15 @@ class Connection:
         return self._transport.subprotocol
 
     @property
+    def buffered_amount(self) -> int:
+        """Bytes written but not yet handed to the network (as in the browser API).
+
+        Stays near ``write_limit`` at most: above it, sends wait and reading
+        pauses until the peer catches up.
+        """
+        return 0 if self.close_code is not None else self._transport.write_buffer_size()
+
+    @property
     def pending_requests(self) -> int:
         """Outgoing requests still waiting for their reply."""
         return len(self._pending)

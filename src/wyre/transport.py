@@ -17,7 +17,22 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .endpoint import Endpoint
 
-__all__ = ["Listener", "MemoryTransport", "Receiver", "Transport", "memory_pair"]
+__all__ = ["Listener", "MemoryTransport", "Receiver", "Transport", "close_status", "memory_pair"]
+
+
+def close_status(received: tuple[int, str] | None, sent: tuple[int, str] | None) -> tuple[int, str]:
+    """The (code, reason) to report for a socket that closed.
+
+    The peer's close frame when one arrived. Otherwise, when this side failed
+    the connection (it sent an error code: 1009 for an oversized frame, 1011
+    for a keepalive timeout...), that code, which says what happened. Otherwise
+    1006: the connection was lost without a closing handshake (RFC 6455 7.1.5).
+    """
+    if received is not None:
+        return received
+    if sent is not None and sent[0] not in (1000, 1001):
+        return sent
+    return 1006, ""
 
 
 class Transport(Protocol):

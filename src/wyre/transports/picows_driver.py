@@ -27,6 +27,7 @@ from picows import (
 
 from ..exceptions import ConnectError
 from ..protocol import SUBPROTOCOL
+from ..transport import close_status
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -58,6 +59,7 @@ class PicowsTransport(WSListener):
     """A :class:`~wyre.transport.Transport` and picows listener for one socket."""
 
     __slots__ = (
+        "_backlog",
         "_close_received",
         "_close_sent",
         "_disconnected",
@@ -81,12 +83,15 @@ class PicowsTransport(WSListener):
         self.subprotocol = subprotocol
         self.connection: Connection | None = None
         self._ws: WSTransport | None = None
+        # Where complete messages go: the connection, or the backlog while
+        # reading is paused (swapping the callable costs nothing per frame).
         self._receive: Any = None
+        self._backlog: list[str | bytes] | None = None
         self._fragments: list[bytes] | None = None
         self._fragment_type = TEXT
         self._max_size = endpoint.options.max_message_size or _NO_LIMIT
-        self._close_sent = False
         self._close_received: tuple[int, str] | None = None
+        self._close_sent: tuple[int, str] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._disconnected: asyncio.Future[None] | None = None
@@ -121,12 +126,11 @@ class PicowsTransport(WSListener):
             self._on_close(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        if self._close_received is not None:
-            code, reason = self._close_received
-        else:
-            handshake = transport.close_handshake
-            sent = handshake.sent if handshake is not None else None
-            code, reason = (int(sent.code.value), sent.reason) if sent is not None else (1006, "")
+        sent = self._close_sent
+        if sent is None and transport.close_handshake is not None:  # picows failed it
+            info = transport.close_handshake.sent
+            sent = None if info is None else (int(info.code.value), info.reason)
+        code, reason = close_status(self._close_received, sent)
         if self._disconnected is not None and not self._disconnected.done():
             self._disconnected.set_result(None)
         self.resume_writing()
@@ -187,7 +191,7 @@ class PicowsTransport(WSListener):
     def _send_close(self, code: int, reason: str) -> None:
         # picows' send_close() only takes its enum's codes; applications use
         # 4000-4999 too, so the CLOSE frame is built here.
-        self._close_sent = True
+        self._close_sent = (code, reason)
         assert self._ws is not None
         self.flush()
         self._ws.send(CLOSE, struct.pack("!H", code) + reason.encode())
@@ -235,10 +239,25 @@ class PicowsTransport(WSListener):
             await self._writable
 
     def pause_reading(self) -> None:
+        # picows still delivers every frame it already read from the socket,
+        # so those wait in the backlog until reading resumes.
         assert self._ws is not None
-        self._ws.underlying_transport.pause_reading()
+        if self._backlog is None:
+            self._backlog = []
+            self._receive = self._backlog.append
+            self._ws.underlying_transport.pause_reading()
 
     def resume_reading(self) -> None:
+        backlog = self._backlog
+        if backlog is None or self._close_sent or self.connection is None:
+            return
+        self._backlog = None
+        self._receive = self.connection.receive
+        for index, data in enumerate(backlog):
+            self._receive(data)
+            if self._backlog is not None:  # paused again: keep the rest
+                self._backlog.extend(backlog[index + 1 :])
+                return
         assert self._ws is not None
         if not self._ws.is_disconnected:
             self._ws.underlying_transport.resume_reading()
@@ -250,6 +269,10 @@ class PicowsTransport(WSListener):
             return
         if not self._close_sent:
             self._send_close(code, reason)
+        # Read on, to see the peer's CLOSE; data frames are dropped from now.
+        self._backlog = None
+        self._receive = _drop
+        ws.underlying_transport.resume_reading()
         if self._disconnected is None:
             self._disconnected = self._loop.create_future()
         try:
@@ -264,13 +287,18 @@ class PicowsTransport(WSListener):
             self._ws.disconnect(graceful=False)
 
 
+def _drop(data: str | bytes) -> None:
+    """Where frames go once this side has started closing."""
+
+
 def _common(options: Options) -> dict[str, Any]:
     keepalive = options.ping_interval is not None
     return {
         "websocket_handshake_timeout": options.open_timeout,
         "enable_auto_ping": keepalive,
         "auto_ping_idle_timeout": options.ping_interval if keepalive else 20,
-        "auto_ping_reply_timeout": options.ping_timeout or options.ping_interval or 20,
+        # picows waits for a pong at most as long as the ping interval
+        "auto_ping_reply_timeout": min(options.ping_timeout or 20, options.ping_interval or 20),
         "auto_ping_strategy": WSAutoPingStrategy.PING_WHEN_IDLE,
         "max_frame_size": options.max_message_size or _NO_LIMIT,
         "disconnect_on_exception": True,
@@ -280,10 +308,7 @@ def _common(options: Options) -> dict[str, Any]:
 class _Listener:
     def __init__(self, server: asyncio.Server) -> None:
         self._server = server
-
-    @property
-    def port(self) -> int:
-        return int(self._server.sockets[0].getsockname()[1])
+        self.port = int(server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
         self._server.close()

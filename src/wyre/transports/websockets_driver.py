@@ -19,6 +19,7 @@ from websockets.typing import Subprotocol
 
 from ..exceptions import ConnectError
 from ..protocol import SUBPROTOCOL
+from ..transport import close_status
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -39,6 +40,7 @@ class WebsocketsTransport:
     """
 
     __slots__ = (
+        "_closing",
         "_flush_scheduled",
         "_loop",
         "_paused",
@@ -56,6 +58,7 @@ class WebsocketsTransport:
         self._resumed: asyncio.Future[None] | None = None
         self._unflushed = 0
         self._flush_scheduled = False
+        self._closing = False
 
     def write(self, data: str | bytes, binary: bool) -> None:
         ws = self._ws
@@ -104,6 +107,8 @@ class WebsocketsTransport:
             self._resumed.set_result(None)
 
     async def close(self, code: int, reason: str) -> None:
+        self._closing = True
+        self.resume_reading()
         await self._ws.close(code, reason)
 
     def abort(self) -> None:
@@ -126,7 +131,10 @@ class WebsocketsTransport:
         receive = connection.receive
         try:
             while True:
-                receive(await recv())
+                data = await recv()
+                if self._closing:
+                    continue  # this side is closing: frames are dropped
+                receive(data)
                 if self._paused:
                     await self._wait_resumed()
         except WsConnectionClosed:
@@ -139,7 +147,13 @@ class WebsocketsTransport:
             ws.transport.abort()
         finally:
             await ws.wait_closed()
-            connection.connection_lost(int(ws.close_code or 1006), ws.close_reason or "")
+            rcvd, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
+            connection.connection_lost(
+                *close_status(
+                    None if rcvd is None else (int(rcvd.code), rcvd.reason),
+                    None if sent is None else (int(sent.code), sent.reason),
+                )
+            )
 
 
 def _common(options: Options) -> dict[str, Any]:
@@ -156,10 +170,7 @@ def _common(options: Options) -> dict[str, Any]:
 class _Listener:
     def __init__(self, server: WsServer) -> None:
         self._server = server
-
-    @property
-    def port(self) -> int:
-        return int(self._server.sockets[0].getsockname()[1])
+        self.port = int(server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
         self._server.close(close_connections=False)

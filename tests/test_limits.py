@@ -1,0 +1,178 @@
+"""Limits: message size, pending requests, running handlers, write buffer, slow peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import wyre
+
+from .conftest import eventually, seconds
+from .proxy import (
+    DIRECTIONS,
+    all_closed,
+    hold_requests,
+    in_flight,
+    linked,
+    record,
+    serving,
+    stalled_client,
+)
+
+KB = 1024
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_oversized_frame_closes_with_1009(transport: str, direction: str) -> None:
+    async with linked(transport, direction, max_message_size=4 * KB) as link:
+        received = record(link.handler, "message")
+        held = hold_requests(link.handler)
+        pending = in_flight(link.conn.request({}))
+        await link.conn.send({"blob": "x" * 3 * KB})
+        await eventually(lambda: received and held)
+        await link.conn.send({"blob": "x" * 5 * KB})
+        (error,) = await all_closed([pending])
+        assert error.code == 1009
+        await eventually(lambda: link.peer.closed)
+        assert link.conn.close_code == link.peer.close_code == 1009
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_past_max_pending_requests_nothing_is_sent(transport: str, direction: str) -> None:
+    async with linked(transport, direction, max_pending_requests=2) as link:
+        held = hold_requests(link.handler)
+        first = [in_flight(link.conn.request({"n": n})) for n in range(2)]
+        with pytest.raises(wyre.LimitExceeded) as caught:
+            await link.conn.request({"n": 2})
+        assert isinstance(caught.value, RuntimeError)
+        await eventually(lambda: len(held) == 2)
+        held[0].reply({})
+        await first[0]
+        later = in_flight(link.conn.request({"n": 3}))
+        await eventually(lambda: len(held) == 3)
+        for ctx in held[1:]:
+            ctx.reply({})
+        await asyncio.gather(first[1], later)
+        assert [ctx.message["n"] for ctx in held] == [0, 1, 3]
+
+
+class Gated:
+    """An async request handler that counts how many run at once, held at a gate."""
+
+    def __init__(self, endpoint: wyre.Server | wyre.Client) -> None:
+        self.running = self.peak = 0
+        self.gate = asyncio.Event()
+        endpoint.on("request", self)
+
+    async def __call__(self, ctx: wyre.Context) -> dict[str, Any]:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await self.gate.wait()
+            await asyncio.sleep(0)
+        finally:
+            self.running -= 1
+        return {"n": ctx.message["n"]}
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_running_handlers_are_capped_by_backpressure(transport: str, direction: str) -> None:
+    limit, count = 4, 200
+    async with linked(transport, direction, max_running_handlers=limit) as link:
+        gated = Gated(link.handler)
+        requests = [in_flight(link.conn.request({"n": n})) for n in range(count)]
+        try:
+            await eventually(lambda: gated.running >= limit)
+            await asyncio.sleep(seconds(0.1))  # time enough to read more, if it were reading
+            assert gated.running == limit
+        finally:
+            gated.gate.set()
+        replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(20))
+        assert [reply.message["n"] for reply in replies] == list(range(count))
+        assert gated.peak == limit
+
+
+def write_buffer(conn: wyre.Connection) -> int:
+    """Bytes the connection's socket has queued but not yet written."""
+    return conn.buffered_amount
+
+
+async def watch_write_buffer(conn: wyre.Connection, samples: list[int]) -> None:
+    while not conn.closed:
+        samples.append(write_buffer(conn))
+        await asyncio.sleep(0.001)
+
+
+async def until_stuck(progress: Callable[[], int]) -> int:
+    """Wait until ``progress()`` stops moving for a while; return where it stopped."""
+    async with asyncio.timeout(seconds(10)):
+        last = -1
+        while (now := progress()) != last:
+            last = now
+            await asyncio.sleep(seconds(0.1))
+    return last
+
+
+async def test_sends_wait_while_the_peer_reads_nothing(transport: str) -> None:
+    limit, blob = 16 * KB, "x" * 8 * KB
+    options = {"write_limit": limit, "write_timeout": seconds(30)}
+    async with serving(transport, **options) as (server, url), stalled_client(url) as ws:
+        (conn,) = await eventually(lambda: list(server.connections.values()))
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            while True:
+                await conn.send({"blob": blob})
+                sent += 1
+
+        flooding = asyncio.create_task(flood())
+        stuck_at = await until_stuck(lambda: sent)
+        assert limit < write_buffer(conn) <= limit + len(blob) + 2 * KB
+        ws.transport.resume_reading()
+        draining = asyncio.create_task(drain(ws))
+        await eventually(lambda: sent > stuck_at + 100)
+        for task in (flooding, draining):
+            task.cancel()
+        await asyncio.gather(flooding, draining, return_exceptions=True)
+        assert not conn.closed
+
+
+async def drain(ws: Any) -> None:
+    async for _ in ws:
+        pass
+
+
+async def test_slow_consumer_is_cut_off_and_the_others_are_served(transport: str) -> None:
+    limit, blob = 32 * KB, "x" * 16 * KB
+    options = {"write_limit": limit, "write_timeout": seconds(1)}
+    async with serving(transport, **options) as (server, url):
+        server.on("request", lambda ctx: {"blob": blob} if ctx.message.get("big") else ctx.message)
+        closes = record(server, "close")
+        clients = [wyre.Client(transport=transport) for _ in range(20)]
+        async with stalled_client(url) as slow:
+            (slow_conn,) = await eventually(lambda: list(server.connections.values()))
+            samples: list[int] = []
+            watching = asyncio.create_task(watch_write_buffer(slow_conn, samples))
+            for n in range(1000):
+                await slow.send(json.dumps({"key": f"s{n}", "direction": "REQUEST", "big": 1}))
+            conns = [await client.connect(url) for client in clients]
+
+            async def chat(conn: wyre.Connection) -> None:
+                for n in range(20):
+                    reply = await conn.request({"n": n})
+                    assert reply.message["n"] == n
+
+            await asyncio.wait_for(asyncio.gather(*(chat(c) for c in conns)), seconds(20))
+            (code, _, closed) = (await eventually(lambda: closes))[0]
+            await watching
+        assert closed is slow_conn and code == 1006
+        assert max(samples) > limit  # the peer did get congested
+        assert max(samples) <= limit + 2 * len(blob) + 4 * KB
+        assert not any(c.closed for c in conns)
+        for client in clients:
+            await client.close()

@@ -68,6 +68,9 @@ CANCEL = Direction.CANCEL
 # reported as protocol errors.
 _ABANDONED_MEMORY = 1024
 
+# Deadlines falling within this many seconds of each other expire together.
+_SWEEP_SLACK = 0.01
+
 # Version and variant bits of a uuid4, placed into 128 random bits.
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
@@ -130,13 +133,14 @@ class Delivery:
     exception.
     """
 
-    __slots__ = ("_callback", "_connection", "_future", "_timer", "key")
+    __slots__ = ("_callback", "_connection", "_future", "deadline", "key", "timeout")
 
     def __init__(self, connection: Connection, callback: Callback | None) -> None:
         self._connection = connection
         self._callback = callback
         self._future: asyncio.Future[Any] = connection._loop.create_future()
-        self._timer: asyncio.TimerHandle | None = None
+        self.timeout: float | None = None
+        self.deadline: float | None = None  # loop time; Connection._sweep enforces it
         self.key: str | None = None
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -160,30 +164,18 @@ class Delivery:
         self._connection._abandon(self, cancelled=True)
         return self._future.cancel()
 
-    def _start_timer(self, timeout: float | None) -> None:
-        if timeout is not None:
-            self._timer = self._connection._loop.call_later(timeout, self._expire, timeout)
-
-    def _expire(self, timeout: float) -> None:
-        self._timer = None
+    def _expire(self) -> None:
         if not self._future.done():
             self._connection._abandon(self, cancelled=False)
-            self._fail(RequestTimeout(f"no answer to {self.key} within {timeout:g} s"))
-
-    def _settle(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+            self._fail(RequestTimeout(f"no answer to {self.key} within {self.timeout:g} s"))
 
     def _resolve(self, value: Any) -> None:
-        self._settle()
         if not self._future.done():
             self._future.set_result(value)
         if self._callback is not None:
             _call_back(self._callback, self._connection, None)
 
     def _fail(self, exc: BaseException) -> None:
-        self._settle()
         future = self._future
         if future.done():
             return
@@ -253,7 +245,6 @@ class Request(Delivery):
             _call_back(self._callback, self._connection, None, None, context)
 
     def _resolve(self, value: Any) -> None:
-        self._settle()
         if not self._future.done():
             self._future.set_result(value)
         self._wake()
@@ -305,6 +296,7 @@ class Connection:
         "_set_direction",
         "_set_key",
         "_state",
+        "_sweeper",
         "_transport",
         "_untyped",
         "_write_limit",
@@ -352,6 +344,7 @@ class Connection:
         self._reading_stopped = False
         self._drained: asyncio.Future[None] | None = None
         self._state: dict[str, Any] | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # -- public API --------------------------------------------------------
 
@@ -444,7 +437,7 @@ class Connection:
         except Exception as exc:
             delivery._fail(LocalProtocolError(f"cannot send this message: {exc}", frame=message))
             return delivery
-        delivery._start_timer(self._request_timeout if timeout is _UNSET else timeout)
+        self._watch(delivery, self._request_timeout if timeout is _UNSET else timeout)
         return delivery
 
     def request(
@@ -500,7 +493,7 @@ class Connection:
             self._pending.pop(key, None)
             request._fail(exc)
             return request
-        request._start_timer(self._request_timeout if timeout is _UNSET else timeout)
+        self._watch(request, self._request_timeout if timeout is _UNSET else timeout)
         return request
 
     def close(
@@ -595,6 +588,9 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         error = self._closed_error()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         pending, self._pending = self._pending, {}
         for request in pending.values():
             request._fail(error)
@@ -909,10 +905,46 @@ class Connection:
         error.connection = self
         return error
 
+    def _watch(self, delivery: Delivery, timeout: float | None) -> None:
+        """Give ``delivery`` a deadline, enforced by :meth:`_sweep`.
+
+        One timer per connection, not one per request: it is set for the
+        earliest deadline, and requests sent later with the same timeout
+        expire later, so the common case costs no timer work at all.
+        """
+        if timeout is None:
+            return
+        delivery.timeout = timeout
+        deadline = delivery.deadline = self._loop.time() + timeout
+        if self._sweeper is None or deadline < self._sweeper.when():
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweeper = self._loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        """Expire what is past its deadline; set the timer for the next deadline."""
+        self._sweeper = None
+        now = self._loop.time()
+        earliest: float | None = None
+        expired: list[Delivery] = []
+        for table in (self._pending, self._acks):
+            for delivery in table.values():
+                deadline = delivery.deadline
+                if deadline is None:
+                    continue
+                if deadline <= now:
+                    expired.append(delivery)
+                elif earliest is None or deadline < earliest:
+                    earliest = deadline
+        for delivery in expired:
+            delivery._expire()
+        if earliest is not None and self.close_code is None:
+            # A little slack batches expiries that fall close together.
+            self._sweeper = self._loop.call_at(max(earliest, now + _SWEEP_SLACK), self._sweep)
+
     def _abandon(self, delivery: Delivery, *, cancelled: bool) -> None:
         """Forget a request or acknowledged send we gave up on; tell a v2 peer."""
         key = delivery.key
-        delivery._settle()
         if key is None:
             return
         table: dict[Any, Any] = self._pending if isinstance(delivery, Request) else self._acks

@@ -82,8 +82,8 @@ class Mode:
 
 
 MODES = {
-    "full": Mode(3, 1.0, 5.0, 1000, (1000, 5000), 1.0, 2),
-    "quick": Mode(1, 0.25, 1.0, 500, (1000,), 0.3, 2),
+    "full": Mode(3, 1.0, 5.0, 100_000, (1000, 5000), 1.0, 2),
+    "quick": Mode(1, 0.25, 1.0, 20_000, (1000,), 0.3, 2),
     "tiny": Mode(1, 0.02, 0.05, 10, (10,), 0.0, 0),
 }
 
@@ -573,7 +573,7 @@ def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed
         "",
         "## Stream: partial replies vs plain messages",
         "",
-        f"Bursts of {mode.stream_n}: a request answered by {mode.stream_n} partials and a reply "
+        f"Streams of {mode.stream_n:,}: a request answered by {mode.stream_n} partials and a reply "
         f"(`async for p in conn.request(msg).partials()`), vs a request whose handler sends "
         f"{mode.stream_n} messages with `connection.send` before replying (a client `message` "
         "handler counts them).",

@@ -62,6 +62,7 @@ PARTIAL = Direction.PARTIAL
 MESSAGE = Direction.MESSAGE
 ACK = Direction.ACK
 CANCEL = Direction.CANCEL
+_WIRE = {direction: direction.value for direction in Direction}  # plain str, as sent
 
 # Keys of requests we gave up on (timeout, cancellation) are remembered for a
 # while, so that their late answers are dropped quietly instead of being
@@ -105,16 +106,15 @@ DONE = _Done()
 def _split_options(options: Any, callback: Any, flags: dict[str, Any]) -> Callback | None:
     """Accept the original's ``(message[, options], callback)`` argument shapes.
 
-    ``options`` may be the callback itself, or a dict of flags (``binary``,
-    ``compress``, ``mask``) merged into ``flags``.
+    ``options`` (not None) may be the callback itself, or a dict of flags
+    (``binary``, ``compress``, ``mask``) merged into ``flags``.
     """
     if callable(options) and callback is None:
         return options  # type: ignore[no-any-return]
-    if options is not None:
-        if not isinstance(options, dict):
-            raise TypeError(f"options must be a dict of flags, not {type(options).__name__}")
-        for name, value in options.items():
-            flags.setdefault(name, value)
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict of flags, not {type(options).__name__}")
+    for name, value in options.items():
+        flags.setdefault(name, value)
     return callback  # type: ignore[no-any-return]
 
 
@@ -228,19 +228,19 @@ class Request(Delivery):
                     await future  # raises the failure
                 return
             waiter = self._waiter = self._connection._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await waiter
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None  # the other partials of a burst skip this
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _partial(self, context: Context) -> None:
         self._partials.append(context)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
         if self._callback is not None:
             _call_back(self._callback, self._connection, None, None, context)
 
@@ -409,10 +409,11 @@ class Connection:
             RequestTimeout: no acknowledgement in time.
             LocalProtocolError, CodecError: the message cannot be sent.
         """
-        callback = _split_options(options, callback, flags)
+        if options is not None:
+            callback = _split_options(options, callback, flags)
         if ack is None:
             ack = callback is not None
-        binary = bool(flags.get("binary"))
+        binary = bool(flags) and bool(flags.get("binary"))
         if not (ack and self.extensions):
             try:
                 written = self._send_now(message, binary)
@@ -463,7 +464,8 @@ class Connection:
         RequestTimeout, ConnectionClosed, LimitExceeded (too many pending
         requests; nothing was sent), LocalProtocolError, CodecError.
         """
-        callback = _split_options(options, callback, flags)
+        if options is not None:
+            callback = _split_options(options, callback, flags)
         request = Request(self, callback)
         if self.close_code is not None:
             request._fail(self._closed_error())
@@ -697,23 +699,19 @@ class Connection:
 
     def _on_answer(self, message: Any, direction: Direction, data: str | bytes) -> None:
         key = self._get_key(message)
+        pending = self._pending
+        request = pending.get(key) if direction is PARTIAL else pending.pop(key, None)
+        if request is not None:
+            context = Context(message, self._get_type(message), self, key, direction)
+            if direction is PARTIAL:
+                request._partial(context)
+            elif direction is REPLY:
+                request._resolve(context)
+            else:
+                request._fail(RequestError(context))
+            return
         if key.__class__ is not str:
             raise RemoteProtocolError(f"{direction} key is not a string: {key!r}", frame=data)
-        type_ = self._get_type(message)
-        if direction is PARTIAL:
-            request = self._pending.get(key)
-            if request is not None:
-                request._partial(Context(message, type_, self, key, direction))
-                return
-        else:
-            request = self._pending.pop(key, None)
-            if request is not None:
-                context = Context(message, type_, self, key, direction)
-                if direction is REPLY:
-                    request._resolve(context)
-                else:
-                    request._fail(RequestError(context))
-                return
         if key in self._abandoned:
             self.logger.debug("dropped late %s for %s", direction, key)
             return
@@ -752,25 +750,29 @@ class Connection:
         flags: dict[str, Any],
     ) -> Awaitable[None]:
         """Send a REPLY, ERROR or PARTIAL for ``context`` (see :class:`Context`)."""
-        callback = _split_options(options, callback, flags)
-        if context.direction is not REQUEST:
-            raise LocalProtocolError(f"cannot answer a {context.direction}: only a REQUEST")
-        state = context._state
-        if state:
-            if state is CANCELLED:
+        if options is not None:
+            callback = _split_options(options, callback, flags)
+        if context._state or context.direction is not REQUEST:
+            if context._state is CANCELLED:
                 return DONE  # the requester gave up; its handler's answers are dropped
+            if context.direction is not REQUEST:
+                raise LocalProtocolError(f"cannot answer a {context.direction}: only a REQUEST")
             raise LocalProtocolError(f"request {context.key} was already answered")
         if direction is not PARTIAL:
             context._state = ANSWERED
         if message is None:
             message = {}
         try:
-            self._set_key(message, context.key)
-            self._set_direction(message, direction.value)
+            if self._requires_dict:  # the default envelope: fields at the top level
+                message["key"] = context.key
+                message["direction"] = _WIRE[direction]
+            else:
+                self._set_key(message, context.key)
+                self._set_direction(message, _WIRE[direction])
         except Exception as exc:
             raise LocalProtocolError(f"an answer must be an object: {exc}", frame=message) from exc
         try:
-            written = self._send_now(message, bool(flags.get("binary")))
+            written = self._send_now(message, bool(flags) and bool(flags.get("binary")))
         except WyreError as exc:
             return self._failed(exc, callback)
         if callback is not None:

@@ -43,6 +43,7 @@ BINARY = WSMsgType.BINARY
 CONTINUATION = WSMsgType.CONTINUATION
 CLOSE = WSMsgType.CLOSE
 _NO_LIMIT = 1 << 62
+_FLUSH_AT = 64 * 1024
 _TEXT_HEADERS = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADERS = [bytes((0x82, n)) for n in range(126)]
 _pack_16 = struct.Struct("!BBH").pack
@@ -218,16 +219,18 @@ class PicowsTransport(WSListener):
             first = 0x82 if binary else 0x81
             out += _pack_16(first, 126, size) if size < 65536 else _pack_64(first, 127, size)
         out += data  # type: ignore[arg-type]
-        if not self._flush_scheduled:
+        if len(out) >= _FLUSH_AT:  # a long burst streams out as it is produced
+            self.flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Hand every frame written so far to the socket in one write."""
-        self._flush_scheduled = False
         if self._out and self._ws is not None and not self._ws.is_disconnected:
             self._ws.underlying_transport.write(bytes(self._out))
         self._out.clear()
+        self._flush_scheduled = False
 
     def write_buffer_size(self) -> int:
         assert self._ws is not None

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WebsocketsTransport", "connect", "listen"]
 
+_FLUSH_AT = 64 * 1024
+
 
 class WebsocketsTransport:
     """A :class:`~wyre.transport.Transport` over one websockets connection.
@@ -71,7 +73,9 @@ class WebsocketsTransport:
         else:
             ws.protocol.send_text(data)  # type: ignore[arg-type]
         self._unflushed += len(data)
-        if not self._flush_scheduled:
+        if self._unflushed >= _FLUSH_AT:  # a long burst streams out as it is produced
+            self.flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 

@@ -9,6 +9,7 @@ the closing handshake is driven here too.
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,11 @@ from picows import (
     ws_connect,
     ws_create_server,
 )
+
+try:  # websockets' C helper; websockets is wyre's hard dependency anyway
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from ..exceptions import ConnectError
 from ..protocol import SUBPROTOCOL
@@ -44,8 +50,10 @@ CONTINUATION = WSMsgType.CONTINUATION
 CLOSE = WSMsgType.CLOSE
 _NO_LIMIT = 1 << 62
 _FLUSH_AT = 64 * 1024
+_MASK_POOL = 4096
 _TEXT_HEADERS = [bytes((0x81, n)) for n in range(126)]
 _BINARY_HEADERS = [bytes((0x82, n)) for n in range(126)]
+_pack_8 = struct.Struct("!BB").pack
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
 
@@ -69,6 +77,8 @@ class PicowsTransport(WSListener):
         "_fragment_type",
         "_fragments",
         "_loop",
+        "_mask_at",
+        "_masks",
         "_max_size",
         "_out",
         "_receive",
@@ -97,12 +107,16 @@ class PicowsTransport(WSListener):
         self._loop = asyncio.get_running_loop()
         self._disconnected: asyncio.Future[None] | None = None
         self._out = bytearray()
+        self._masks: bytes | None = None  # a client's pool of masking keys
+        self._mask_at = 0
         self._flush_scheduled = False
 
     # -- picows callbacks ---------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
+        if transport.is_client_side:
+            self._masks = os.urandom(_MASK_POOL)
         limit = self._endpoint.options.write_limit
         transport.underlying_transport.set_write_buffer_limits(high=limit, low=limit // 4)
         self.connection = self._endpoint._open(self)
@@ -200,30 +214,50 @@ class PicowsTransport(WSListener):
     # -- Transport ------------------------------------------------------------
 
     def write(self, data: str | bytes, binary: bool) -> None:
+        # Frames are built here and coalesced: one socket write per event-loop
+        # step, not one per frame (a system call is most of a small frame's cost).
         ws = self._ws
         assert ws is not None
         if ws.is_disconnected or self._close_sent:
             raise ConnectionError("socket closed")
-        if ws.is_client_side:  # client frames are masked: picows does it in C
-            ws.send(BINARY if binary else TEXT, data)
-            return
-        # A server's frames are not masked, so they are framed here and
-        # coalesced: one socket write per event-loop step, not per frame.
         if data.__class__ is str:
             data = data.encode()
         size = len(data)
         out = self._out
-        if size < 126:
-            out += (_BINARY_HEADERS if binary else _TEXT_HEADERS)[size]
-        else:
+        if self._masks is None:  # server: frames are not masked
+            if size < 126:
+                out += (_BINARY_HEADERS if binary else _TEXT_HEADERS)[size]
+            else:
+                first = 0x82 if binary else 0x81
+                out += _pack_16(first, 126, size) if size < 65536 else _pack_64(first, 127, size)
+            out += data  # type: ignore[arg-type]
+        else:  # client: every frame is masked with a fresh key (RFC 6455 5.3)
             first = 0x82 if binary else 0x81
-            out += _pack_16(first, 126, size) if size < 65536 else _pack_64(first, 127, size)
-        out += data  # type: ignore[arg-type]
+            if size < 126:
+                out += _pack_8(first, 0x80 | size)
+            elif size < 65536:
+                out += _pack_16(first, 0xFE, size)
+            else:
+                out += _pack_64(first, 0xFF, size)
+            mask = self._mask()
+            out += mask
+            out += apply_mask(data, mask)  # type: ignore[arg-type]
         if len(out) >= _FLUSH_AT:  # a long burst streams out as it is produced
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
+
+    def _mask(self) -> bytes:
+        """Four bytes from a pool filled by os.urandom: a strong source, one call per 1024."""
+        masks = self._masks
+        assert masks is not None
+        at = self._mask_at
+        if at >= len(masks):
+            masks = self._masks = os.urandom(_MASK_POOL)
+            at = 0
+        self._mask_at = at + 4
+        return masks[at : at + 4]
 
     def flush(self) -> None:
         """Hand every frame written so far to the socket in one write."""

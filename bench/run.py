@@ -355,25 +355,38 @@ def clients(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
             return
 
 
-def stream(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
-    timeout = mode.warmup + mode.duration + 60 + SLACK
-    for rnd in range(1, mode.rounds + 1):
-        log(f"stream, round {rnd}/{mode.rounds}")
-        for name, (server_name, transport) in STREAM_SYSTEMS.items():
-            row = f"stream:{name}"
-            if name not in only or report.skip(row):
-                continue
-            with report.attempt(row), server(server_name, logs) as srv:
-                for kind in ("partials", "messages"):
-                    args = script(
-                        "stream.py", kind, srv.url, "--transport", transport,
-                        "--n", mode.stream_n, "--server-pid", srv.pid,
-                        "--warmup", mode.warmup, "--duration", mode.duration,
-                    )  # fmt: skip
-                    what = f"{row} {kind}"
-                    (result,) = quietly(args, timeout, logs, report, what, mode.retries)
-                    report.values[row][kind].append(result["rate"])
-                    log(f"  {name}: {kind} {result['rate']:,.0f}/s")
+def kinds_of(
+    tool: str, kinds: tuple[str, ...], extra: Callable[[Mode], list[object]]
+) -> Callable[[Mode, set[str], Report, Path], None]:
+    """A phase that runs ``tool`` once per kind against each wyre stream server."""
+    section = tool.removesuffix(".py")
+
+    def phase(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
+        timeout = mode.warmup + mode.duration + 60 + SLACK
+        for rnd in range(1, mode.rounds + 1):
+            log(f"{section}, round {rnd}/{mode.rounds}")
+            for name, (server_name, transport) in STREAM_SYSTEMS.items():
+                row = f"{section}:{name}"
+                if name not in only or report.skip(row):
+                    continue
+                with report.attempt(row), server(server_name, logs) as srv:
+                    for kind in kinds:
+                        args = script(
+                            tool, kind, srv.url, "--transport", transport, *extra(mode),
+                            "--server-pid", srv.pid,
+                            "--warmup", mode.warmup, "--duration", mode.duration,
+                        )  # fmt: skip
+                        what = f"{row} {kind}"
+                        (result,) = quietly(args, timeout, logs, report, what, mode.retries)
+                        report.values[row][kind].append(result["rate"])
+                        log(f"  {name}: {kind} {result['rate']:,.0f}/s")
+
+    phase.__name__ = section
+    return phase
+
+
+stream = kinds_of("stream.py", ("partials", "messages"), lambda mode: ["--n", mode.stream_n])
+acks = kinds_of("acks.py", ("send", "ack", "request"), lambda mode: [])
 
 
 def idle_rss(srv: Server, count: int, mode: Mode, logs: Path) -> tuple[int, int]:
@@ -593,6 +606,30 @@ def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed
     out += table(header, rows)
     out += [
         "",
+        "## Acknowledged sends",
+        "",
+        "100 tasks each awaiting, one after another: a plain `send` (resolves once written), "
+        "`send(..., ack=True)` (resolves when the server acknowledged receipt), and `request` "
+        "(a round trip). Rates count what the server received (read back at the end with a "
+        "request, which frames before it cannot overtake).",
+        "",
+    ]
+    header = ["system", "send/s", "ack send/s", "request/s", "ack ÷ send", "ack ÷ request"]
+    rows = []
+    for name in STREAM_SYSTEMS:
+        row = f"acks:{name}"
+        if not ran(report, row):
+            continue
+        if (bad := problem_row(report, row, name, len(header))) is not None:
+            rows.append(bad)
+            continue
+        plain, ack, req = (report.median(row, kind) for kind in ("send", "ack", "request"))
+        rows.append(
+            [name, number(plain), number(ack), number(req), ratio(ack, plain), ratio(ack, req)]
+        )
+    out += table(header, rows)
+    out += [
+        "",
         "## Memory: server RSS with idle connections",
         "",
         "VmRSS of the server process after one warm-up connection (baseline), then with N open "
@@ -646,7 +683,7 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wyre-bench-") as tmp:
         logs = Path(tmp)
-        for phase in (throughput, clients, stream, memory):
+        for phase in (throughput, clients, stream, acks, memory):
             try:
                 phase(mode, only, report, logs)
             except Exception as exc:  # a bug in the harness itself: report, go on

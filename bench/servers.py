@@ -124,6 +124,19 @@ async def wyre_echo(
                 ctx.partial({"i": i})
             return {"done": True}
 
+        notes = 0
+
+        @server.on("message", "note")
+        def note(ctx: Any) -> None:
+            nonlocal notes
+            notes += 1
+
+        @server.on("request", "count")
+        def count(ctx: Any) -> Any:
+            nonlocal notes
+            notes += 1
+            return {"count": notes}
+
         @server.on("request", "burst")
         async def messages(ctx: Any) -> Any:
             for i in range(ctx.message["n"]):

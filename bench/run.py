@@ -59,7 +59,7 @@ STREAM_SYSTEMS = {
     "wyre": ("wyre-stream", "websockets"),
     "wyre-fast": ("wyre-fast-stream", "picows"),
 }
-MEMORY_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast"]
+MEMORY_SYSTEMS = ["websockets", "picows", "picows-keepalive", "wyre", "wyre-fast"]
 WORKLOADS = ["PIPE", "FAN", "SEQ"]
 PACKAGES = ["pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson"]
 CLIENT_ABOUT = {
@@ -672,7 +672,9 @@ def main() -> int:
     args = parser.parse_args()
     mode_name = "tiny" if args.tiny else "quick" if args.quick else "full"
     mode = MODES[mode_name]
-    everything = set(THROUGHPUT_SYSTEMS) | set(CLIENT_SYSTEMS) | set(STREAM_SYSTEMS)
+    everything = (
+        set(THROUGHPUT_SYSTEMS) | set(CLIENT_SYSTEMS) | set(STREAM_SYSTEMS) | set(MEMORY_SYSTEMS)
+    )
     only = set(args.only.split(",")) if args.only else everything
     if unknown := only - everything:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")

@@ -39,8 +39,13 @@ async def websockets_echo(port: int) -> None:
         await asyncio.Event().wait()
 
 
-async def picows_echo(port: int, *, fast_json: bool) -> None:
-    """picows' server with a callback listener; stdlib json or orjson."""
+async def picows_echo(port: int, *, fast_json: bool, keepalive: bool = False) -> None:
+    """picows' server with a callback listener; stdlib json or orjson.
+
+    ``keepalive`` turns on picows' pings every 20 s (wyre's default, and the
+    websockets server's), which costs memory per connection: the fair
+    baseline for wyre-fast's memory.
+    """
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
     if fast_json:
@@ -65,7 +70,8 @@ async def picows_echo(port: int, *, fast_json: bool) -> None:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
 
-    server = await ws_create_server(lambda _request: Echo(), HOST, port)
+    pings = {"enable_auto_ping": True, "auto_ping_idle_timeout": 20} if keepalive else {}
+    server = await ws_create_server(lambda _request: Echo(), HOST, port, **pings)
     announce(READY, server.sockets[0].getsockname()[1])
     await asyncio.Event().wait()
 
@@ -164,6 +170,11 @@ SERVERS: dict[str, Spec] = {
     ),
     "picows-orjson": Spec(
         lambda p: picows_echo(p, fast_json=True), True, "picows listener, uvloop, orjson"
+    ),
+    "picows-keepalive": Spec(
+        lambda p: picows_echo(p, fast_json=True, keepalive=True),
+        True,
+        "as picows-orjson, with keepalive pings every 20 s as wyre and websockets have",
     ),
     "socketio": Spec(
         socketio_echo,

@@ -10,20 +10,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import seconds
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
+@pytest.mark.timeout(300)  # some twenty server processes, started one after another
 def test_tiny_benchmark_runs_every_system() -> None:
     result = subprocess.run(
         [sys.executable, str(BENCH), "--tiny", "--strict"],
         capture_output=True,
         text=True,
-        timeout=seconds(180),
+        timeout=seconds(280),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = result.stdout
-    for system in ("websockets", "picows", "socketio", "wyre", "wyre-fast", "wyre-async"):
+    for system in ("websockets", "picows", "picows-keepalive", "socketio", "wyre", "wyre-fast"):
         assert f"| {system} |" in report, report
     assert "unavailable" not in report

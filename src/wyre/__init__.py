@@ -9,7 +9,7 @@ wyre peers interoperate.
 
 from .client import Client
 from .config import Options
-from .connection import Connection, Delivery, Request
+from .connection import Connection
 from .context import Context
 from .exceptions import (
     CodecError,
@@ -24,6 +24,7 @@ from .exceptions import (
     WyreError,
 )
 from .protocol import Codec, Direction
+from .request import Delivery, Request
 from .server import Server
 
 __version__ = "0.1.0"

@@ -23,8 +23,7 @@ import asyncio
 import contextlib
 import traceback
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import Awaitable, Generator
 from inspect import isawaitable
 from random import getrandbits
 from types import CoroutineType
@@ -38,20 +37,17 @@ from .exceptions import (
     LocalProtocolError,
     RemoteProtocolError,
     RequestError,
-    RequestTimeout,
     WyreError,
 )
-from .protocol import SUBPROTOCOL, Direction, parse_direction, route_key
+from .protocol import SUBPROTOCOL, Direction, parse_direction
 from .protocol.direction import SPELLINGS as _SPELLINGS
+from .request import Callback, Delivery, Request, call_back
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
     from .transport import Transport
 
-__all__ = ["Callback", "Connection", "Delivery", "Request"]
-
-Callback = Callable[..., Any]
-"""A node-style callback: ``cb(err)``, ``cb(None, value)``, ``cb(None, None, partial)``."""
+__all__ = ["Connection"]
 
 _UNSET: Any = object()
 
@@ -118,144 +114,6 @@ def _split_options(options: Any, callback: Any, flags: dict[str, Any]) -> Callba
     return callback  # type: ignore[no-any-return]
 
 
-def _call_back(callback: Callback, connection: Connection, *args: Any) -> None:
-    try:
-        callback(*args)
-    except Exception:
-        connection.logger.exception("callback %r raised", callback)
-
-
-class Delivery:
-    """An outgoing frame that waits for something: an acknowledgement or a reply.
-
-    Await it for the outcome. When it fails and a callback was given, the
-    failure is reported to the callback and not again as an un-retrieved
-    exception.
-    """
-
-    __slots__ = ("_callback", "_connection", "_future", "deadline", "key", "timeout")
-
-    def __init__(self, connection: Connection, callback: Callback | None) -> None:
-        self._connection = connection
-        self._callback = callback
-        self._future: asyncio.Future[Any] = connection._loop.create_future()
-        self.timeout: float | None = None
-        self.deadline: float | None = None  # loop time; Connection._sweep enforces it
-        self.key: str | None = None
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        future = self._future
-        try:
-            return (yield from future)
-        except asyncio.CancelledError:
-            if future.cancelled():
-                # The task awaiting us was cancelled (or timed out).
-                self._connection._abandon(self, cancelled=True)
-            raise
-
-    def done(self) -> bool:
-        """Whether the outcome is known."""
-        return self._future.done()
-
-    def cancel(self) -> bool:
-        """Give up: fail awaiters with CancelledError and, under v2, tell the peer."""
-        if self._future.done():
-            return False
-        self._connection._abandon(self, cancelled=True)
-        return self._future.cancel()
-
-    def _expire(self) -> None:
-        if not self._future.done():
-            self._connection._abandon(self, cancelled=False)
-            self._fail(RequestTimeout(f"no answer to {self.key} within {self.timeout:g} s"))
-
-    def _resolve(self, value: Any) -> None:
-        if not self._future.done():
-            self._future.set_result(value)
-        if self._callback is not None:
-            _call_back(self._callback, self._connection, None)
-
-    def _fail(self, exc: BaseException) -> None:
-        future = self._future
-        if future.done():
-            return
-        future.set_exception(exc)
-        if self._callback is not None:
-            future.exception()  # retrieved: the callback reports it
-            _call_back(self._callback, self._connection, exc)
-
-
-class Request(Delivery):
-    """A request in flight: await it for the reply, iterate it for partials.
-
-    ::
-
-        request = conn.request({"type": "count"})
-        async for partial in request.partials():   # optional
-            print(partial.message)
-        reply = await request                       # the REPLY's Context
-
-    Awaiting raises :class:`~wyre.RequestError` for an ERROR reply,
-    :class:`~wyre.RequestTimeout` when no reply came in time, and
-    :class:`~wyre.ConnectionClosed` when the connection closed first.
-    Cancelling the awaiting task cancels the request (and, under ``wyre.v2``,
-    the peer's handler). Partials are buffered until read, so reading them is
-    optional and may start late.
-    """
-
-    __slots__ = ("_partials", "_waiter")
-
-    def __init__(self, connection: Connection, callback: Callback | None) -> None:
-        super().__init__(connection, callback)
-        self._partials: deque[Context] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def partials(self) -> AsyncIterator[Context]:
-        """Yield each PARTIAL's context, in order, until the request ends.
-
-        Raises the request's failure (RequestError, RequestTimeout,
-        ConnectionClosed) after the last partial, so that a loop over the
-        partials cannot miss it; on success the loop just ends and
-        ``await request`` gives the reply.
-        """
-        partials = self._partials
-        future = self._future
-        while True:
-            while partials:
-                yield partials.popleft()
-            if future.done():
-                if not future.cancelled() and future.exception() is not None:
-                    await future  # raises the failure
-                return
-            waiter = self._waiter = self._connection._loop.create_future()
-            await waiter
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None  # the other partials of a burst skip this
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _partial(self, context: Context) -> None:
-        self._partials.append(context)
-        if self._waiter is not None:
-            self._wake()
-        if self._callback is not None:
-            _call_back(self._callback, self._connection, None, None, context)
-
-    def _resolve(self, value: Any) -> None:
-        if not self._future.done():
-            self._future.set_result(value)
-        self._wake()
-        if self._callback is not None:
-            _call_back(self._callback, self._connection, None, value)
-
-    def _fail(self, exc: BaseException) -> None:
-        super()._fail(exc)
-        self._wake()
-
-
 class Connection:
     """One open WebSocket, on either side: ``id``, ``send``, ``request``, ``close``.
 
@@ -279,17 +137,17 @@ class Connection:
         "_decode",
         "_drained",
         "_encode",
+        "_find_message",
+        "_find_request",
         "_get_direction",
         "_get_key",
         "_get_type",
         "_loop",
         "_max_pending",
         "_max_running",
-        "_message_handlers",
         "_pending",
         "_reading_paused",
         "_reading_stopped",
-        "_request_handlers",
         "_request_timeout",
         "_requires_dict",
         "_running",
@@ -298,7 +156,6 @@ class Connection:
         "_state",
         "_sweeper",
         "_transport",
-        "_untyped",
         "_write_limit",
         "close_code",
         "close_reason",
@@ -332,10 +189,8 @@ class Connection:
         self._set_direction = envelope.set_direction
         self._get_type = envelope.get_type
         self._requires_dict = envelope.requires_dict
-        router = endpoint.router
-        self._request_handlers = router.typed["request"]
-        self._message_handlers = router.typed["message"]
-        self._untyped = router.untyped
+        self._find_request = endpoint.router.find_request
+        self._find_message = endpoint.router.find_message
         self._pending: dict[Any, Request] = {}
         self._acks: dict[Any, Delivery] = {}
         self._abandoned: dict[Any, None] = {}
@@ -420,7 +275,7 @@ class Connection:
             except WyreError as exc:
                 return self._failed(exc, callback)
             if callback is not None:
-                self._loop.call_soon(_call_back, callback, self, None)
+                self._loop.call_soon(call_back, callback, self, None)
             return written
         delivery = Delivery(self, callback)
         try:
@@ -510,7 +365,7 @@ class Connection:
         if self._closing is None:
             self._closing = self._loop.create_task(self._close(code, reason))
         if callback is not None:
-            self._closing.add_done_callback(lambda _: _call_back(callback, self, None))
+            self._closing.add_done_callback(lambda _: call_back(callback, self, None))
         return self._closing
 
     async def _close(self, code: int, reason: str) -> None:
@@ -553,13 +408,7 @@ class Connection:
                     if key is not None:
                         self._control(ACK, key)
                 type_ = self._get_type(message)
-                handler = None
-                if type_ is not None:
-                    handler = self._message_handlers.get(
-                        type_ if type_.__class__ is str else route_key(type_)
-                    )
-                if handler is None:
-                    handler = self._untyped.get("message")
+                handler = self._find_message(type_)
                 if handler is None:
                     self.logger.info("no message handler for type %r", type_)
                     return
@@ -621,17 +470,11 @@ class Connection:
         if key in self._running:
             self._reply_error(context, "DuplicateKey", f"request {key} is already running")
             raise RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
-        handler = None
-        if type_ is not None:
-            handler = self._request_handlers.get(
-                type_ if type_.__class__ is str else route_key(type_)
-            )
+        handler = self._find_request(type_)
         if handler is None:
-            handler = self._untyped.get("request")
-            if handler is None:
-                self.logger.warning("no request handler for type %r", type_)
-                self._reply_error(context, "NoHandler", f"no request handler for type {type_!r}")
-                return
+            self.logger.warning("no request handler for type %r", type_)
+            self._reply_error(context, "NoHandler", f"no request handler for type {type_!r}")
+            return
         try:
             result = handler(context)
         except Exception as exc:
@@ -776,7 +619,7 @@ class Connection:
         except WyreError as exc:
             return self._failed(exc, callback)
         if callback is not None:
-            self._loop.call_soon(_call_back, callback, self, None)
+            self._loop.call_soon(call_back, callback, self, None)
         return written
 
     def _reply_error(
@@ -896,7 +739,7 @@ class Connection:
         future.exception()
         self.logger.debug("send failed: %s", exc)
         if callback is not None:
-            self._loop.call_soon(_call_back, callback, self, exc)
+            self._loop.call_soon(call_back, callback, self, exc)
         return future
 
     def _closed_error(self, code: int | None = None, reason: str | None = None) -> ConnectionClosed:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from .protocol import Direction
 
 if TYPE_CHECKING:
-    from .connection import Callback, Connection
+    from .connection import Connection
+    from .request import Callback
 
 __all__ = ["Context"]
 

@@ -27,11 +27,29 @@ class Router:
     look a handler up with one or two dict hits and no allocation.
     """
 
-    __slots__ = ("typed", "untyped")
+    __slots__ = ("find_message", "find_request", "typed", "untyped")
 
     def __init__(self) -> None:
         self.typed: dict[str, dict[object, Handler]] = {event: {} for event in EVENTS}
         self.untyped: dict[str, Handler] = {}
+        self.find_request = self._finder("request")
+        """``find_request(type)``: the request handler for a message type, or None."""
+        self.find_message = self._finder("message")
+        """``find_message(type)``: the message handler for a message type, or None."""
+
+    def _finder(self, event: str) -> Callable[[object], Handler | None]:
+        """A lookup for one event, bound to its tables: the per-frame path."""
+        typed = self.typed[event]
+        untyped = self.untyped
+
+        def find(type_: object) -> Handler | None:
+            if type_ is not None:
+                handler = typed.get(type_ if type_.__class__ is str else route_key(type_))
+                if handler is not None:
+                    return handler
+            return untyped.get(event)
+
+        return find
 
     def add(self, event: str, type_: object, handler: Handler) -> None:
         """Register ``handler`` for ``event`` (and ``type_``, unless it is None).
@@ -55,11 +73,3 @@ class Router:
             raise ValueError(f"unknown event {event!r}: expected one of {sorted(EVENTS)}")
         if type_ is not None and event not in ("message", "request"):
             raise ValueError(f"the {event!r} event has no types")
-
-    def find(self, event: str, type_: object = None) -> Handler | None:
-        """The handler for ``event`` and ``type_``: typed first, then untyped."""
-        if type_ is not None:
-            handler = self.typed[event].get(route_key(type_))
-            if handler is not None:
-                return handler
-        return self.untyped.get(event)

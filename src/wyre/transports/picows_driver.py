@@ -134,11 +134,17 @@ class PicowsTransport(WSListener):
                 self._receive(frame.get_payload_as_bytes())
             elif msg_type is CLOSE:
                 self._on_close(transport, frame)
-            return
-        if msg_type in (TEXT, BINARY, CONTINUATION):
+                return
+        elif msg_type in (TEXT, BINARY, CONTINUATION):
             self._reassemble(transport, frame)
         elif msg_type is CLOSE:
             self._on_close(transport, frame)
+            return
+        if frame.last_in_buffer and self._out:
+            # The answers to everything this socket read are ready: send them
+            # now rather than one event-loop step later (the latency of a
+            # lone request-reply).
+            self.flush()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         sent = self._close_sent

@@ -1,0 +1,164 @@
+"""Outgoing frames that wait for an answer: requests and acknowledged sends.
+
+The :class:`~wyre.Connection` keeps them by key (``_pending`` for requests,
+``_acks`` for acknowledged sends) and settles them as answers arrive; this
+module holds only what an application awaits or iterates, and how each
+outcome reaches it (the awaitable, and the original's callback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import RequestTimeout
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .context import Context
+
+__all__ = ["Callback", "Delivery", "Request"]
+
+Callback = Callable[..., Any]
+"""A node-style callback: ``cb(err)``, ``cb(None, value)``, ``cb(None, None, partial)``."""
+
+
+def call_back(callback: Callback, connection: Connection, *args: Any) -> None:
+    """Call an application's callback; what it raises is logged, never propagated."""
+    try:
+        callback(*args)
+    except Exception:
+        connection.logger.exception("callback %r raised", callback)
+
+
+class Delivery:
+    """An outgoing frame that waits for something: an acknowledgement or a reply.
+
+    Await it for the outcome. When it fails and a callback was given, the
+    failure is reported to the callback and not again as an un-retrieved
+    exception.
+    """
+
+    __slots__ = ("_callback", "_connection", "_future", "deadline", "key", "timeout")
+
+    def __init__(self, connection: Connection, callback: Callback | None) -> None:
+        self._connection = connection
+        self._callback = callback
+        self._future: asyncio.Future[Any] = connection._loop.create_future()
+        self.timeout: float | None = None
+        self.deadline: float | None = None  # loop time; Connection._sweep enforces it
+        self.key: str | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        future = self._future
+        try:
+            return (yield from future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                # The task awaiting us was cancelled (or timed out).
+                self._connection._abandon(self, cancelled=True)
+            raise
+
+    def done(self) -> bool:
+        """Whether the outcome is known."""
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        """Give up: fail awaiters with CancelledError and, under v2, tell the peer."""
+        if self._future.done():
+            return False
+        self._connection._abandon(self, cancelled=True)
+        return self._future.cancel()
+
+    def _expire(self) -> None:
+        if not self._future.done():
+            self._connection._abandon(self, cancelled=False)
+            self._fail(RequestTimeout(f"no answer to {self.key} within {self.timeout:g} s"))
+
+    def _resolve(self, value: Any) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+        if self._callback is not None:
+            call_back(self._callback, self._connection, None)
+
+    def _fail(self, exc: BaseException) -> None:
+        future = self._future
+        if future.done():
+            return
+        future.set_exception(exc)
+        if self._callback is not None:
+            future.exception()  # retrieved: the callback reports it
+            call_back(self._callback, self._connection, exc)
+
+
+class Request(Delivery):
+    """A request in flight: await it for the reply, iterate it for partials.
+
+    ::
+
+        request = conn.request({"type": "count"})
+        async for partial in request.partials():   # optional
+            print(partial.message)
+        reply = await request                       # the REPLY's Context
+
+    Awaiting raises :class:`~wyre.RequestError` for an ERROR reply,
+    :class:`~wyre.RequestTimeout` when no reply came in time, and
+    :class:`~wyre.ConnectionClosed` when the connection closed first.
+    Cancelling the awaiting task cancels the request (and, under ``wyre.v2``,
+    the peer's handler). Partials are buffered until read, so reading them is
+    optional and may start late.
+    """
+
+    __slots__ = ("_partials", "_waiter")
+
+    def __init__(self, connection: Connection, callback: Callback | None) -> None:
+        super().__init__(connection, callback)
+        self._partials: deque[Context] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def partials(self) -> AsyncIterator[Context]:
+        """Yield each PARTIAL's context, in order, until the request ends.
+
+        Raises the request's failure (RequestError, RequestTimeout,
+        ConnectionClosed) after the last partial, so that a loop over the
+        partials cannot miss it; on success the loop just ends and
+        ``await request`` gives the reply.
+        """
+        partials = self._partials
+        future = self._future
+        while True:
+            while partials:
+                yield partials.popleft()
+            if future.done():
+                if not future.cancelled() and future.exception() is not None:
+                    await future  # raises the failure
+                return
+            waiter = self._waiter = self._connection._loop.create_future()
+            await waiter
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None  # the other partials of a burst skip this
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _partial(self, context: Context) -> None:
+        self._partials.append(context)
+        if self._waiter is not None:
+            self._wake()
+        if self._callback is not None:
+            call_back(self._callback, self._connection, None, None, context)
+
+    def _resolve(self, value: Any) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+        self._wake()
+        if self._callback is not None:
+            call_back(self._callback, self._connection, None, value)
+
+    def _fail(self, exc: BaseException) -> None:
+        super()._fail(exc)
+        self._wake()

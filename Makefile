@@ -33,7 +33,7 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 	touch $@
 
 bench: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python bench/run.py --out docs/benchmarks-latest.md
+	$(BENCH_VENV)/bin/python bench/run.py --out docs/benchmark-results.md
 
 bench-quick: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py --quick

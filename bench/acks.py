@@ -24,7 +24,7 @@ import asyncio
 import json
 import sys
 
-from common import QUESTION, Window, announce, run_main
+from common import QUESTION, Window, announce, run_main, wyre_codec, wyre_tool_parser
 
 CONNECT_TIMEOUT = 10.0
 
@@ -32,8 +32,7 @@ CONNECT_TIMEOUT = 10.0
 async def main_async(args: argparse.Namespace) -> int:
     import wyre
 
-    codec = "json" if args.transport == "websockets" else "orjson"
-    client = wyre.Client(transport=args.transport, codec=codec)
+    client = wyre.Client(transport=args.transport, codec=wyre_codec(args.transport))
     conn = await asyncio.wait_for(client.connect(args.url), CONNECT_TIMEOUT)
     running = True
 
@@ -68,14 +67,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["request", "ack", "send"])
-    parser.add_argument("url")
-    parser.add_argument("--transport", choices=["websockets", "picows"], default="websockets")
+    parser = wyre_tool_parser(__doc__ or "", ["request", "ack", "send"])
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
     args = parser.parse_args()
     return run_main(main_async(args), use_uvloop=args.transport == "picows")
 

@@ -6,6 +6,7 @@ script in this folder; they import this module as a sibling.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import time
@@ -135,3 +136,20 @@ def raise_nofile(wanted: int) -> int:
 def announce(*words: object) -> None:
     """Print one status line for the driver and flush it at once."""
     print(*words, flush=True)
+
+
+def wyre_tool_parser(doc: str, modes: list[str]) -> argparse.ArgumentParser:
+    """The command line shared by the wyre client tools (stream.py, acks.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("mode", choices=modes)
+    parser.add_argument("url")
+    parser.add_argument("--transport", choices=["websockets", "picows"], default="websockets")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
+    return parser
+
+
+def wyre_codec(transport: str) -> str:
+    """The codec the wyre servers use with each transport: json on websockets, orjson on picows."""
+    return "json" if transport == "websockets" else "orjson"

@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from common import Window, announce, run_main
+from common import Window, announce, run_main, wyre_codec, wyre_tool_parser
 
 CONNECT_TIMEOUT = 10.0
 BURST_TIMEOUT = 30.0
@@ -46,9 +46,7 @@ def check_done(reply: Any) -> None:
 async def main_async(args: argparse.Namespace) -> int:
     import wyre
 
-    # the same codecs as the servers: json on websockets, orjson on picows
-    codec = "json" if args.transport == "websockets" else "orjson"
-    client = wyre.Client(transport=args.transport, codec=codec)
+    client = wyre.Client(transport=args.transport, codec=wyre_codec(args.transport))
     n = args.n
     ticks: list[int] = []
     all_ticks = asyncio.Event()
@@ -99,14 +97,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["partials", "messages"])
-    parser.add_argument("url")
-    parser.add_argument("--transport", choices=["websockets", "picows"], default="websockets")
-    parser.add_argument("--n", type=int, default=1000, help="items per burst")
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
+    parser = wyre_tool_parser(__doc__ or "", ["partials", "messages"])
+    parser.add_argument("--n", type=int, default=1000, help="items per request")
     args = parser.parse_args()
     return run_main(main_async(args), use_uvloop=args.transport == "picows")
 

@@ -63,10 +63,10 @@ async def test_past_max_pending_requests_nothing_is_sent(transport: str, directi
 class Gated:
     """An async request handler that counts how many run at once, held at a gate."""
 
-    def __init__(self, endpoint: wyre.Server | wyre.Client) -> None:
-        self.running = self.peak = 0
+    def __init__(self, endpoint: wyre.Server | wyre.Client, event: str = "request") -> None:
+        self.running = self.peak = self.finished = 0
         self.gate = asyncio.Event()
-        endpoint.on("request", self)
+        endpoint.on(event, self)
 
     async def __call__(self, ctx: wyre.Context) -> dict[str, Any]:
         self.running += 1
@@ -76,6 +76,7 @@ class Gated:
             await asyncio.sleep(0)
         finally:
             self.running -= 1
+        self.finished += 1
         return {"n": ctx.message["n"]}
 
 
@@ -93,6 +94,25 @@ async def test_running_handlers_are_capped_by_backpressure(transport: str, direc
             gated.gate.set()
         replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(20))
         assert [reply.message["n"] for reply in replies] == list(range(count))
+        assert gated.peak == limit
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_async_message_handlers_count_toward_the_limit(
+    transport: str, direction: str
+) -> None:
+    limit, count = 4, 100
+    async with linked(transport, direction, max_running_handlers=limit) as link:
+        gated = Gated(link.handler, "message")
+        for n in range(count):
+            link.conn.send({"n": n})
+        try:
+            await eventually(lambda: gated.running >= limit)
+            await asyncio.sleep(seconds(0.1))  # time enough to read more, if it were reading
+            assert gated.running == limit
+        finally:
+            gated.gate.set()
+        await eventually(lambda: gated.finished == count, timeout=20)
         assert gated.peak == limit
 
 

@@ -83,7 +83,8 @@ class Options:
     max_pending_requests: int = 1024
     """Outgoing requests awaiting a reply, per connection; past it LimitExceeded."""
     max_running_handlers: int = 128
-    """Request handlers running at once per connection; past it reading pauses."""
+    """Coroutine handlers (requests and messages) running at once per connection;
+    past it the connection stops reading until one finishes."""
     write_limit: int = 256 * 1024
     """Write buffer high-water mark: above it, sends wait and reading pauses."""
     write_timeout: float | None = 30.0

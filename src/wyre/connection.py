@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import traceback
 import uuid
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from inspect import isawaitable
 from random import getrandbits
 from types import CoroutineType
@@ -145,6 +145,7 @@ class Connection:
         "_loop",
         "_max_pending",
         "_max_running",
+        "_message_tasks",
         "_pending",
         "_reading_paused",
         "_reading_stopped",
@@ -195,6 +196,7 @@ class Connection:
         self._acks: dict[Any, Delivery] = {}
         self._abandoned: dict[Any, None] = {}
         self._running: dict[Any, tuple[asyncio.Task[None], Context]] = {}
+        self._message_tasks: set[asyncio.Future[Any]] = set()
         self._reading_paused = False
         self._reading_stopped = False
         self._drained: asyncio.Future[None] | None = None
@@ -412,7 +414,7 @@ class Connection:
                 if handler is None:
                     self.logger.info("no message handler for type %r", type_)
                     return
-                self.endpoint._call(handler, Context(message, type_, self, None, MESSAGE))
+                self._on_message(handler, Context(message, type_, self, None, MESSAGE))
             elif self.extensions and direction is ACK:
                 delivery = self._acks.pop(self._get_key(message), None)
                 if delivery is not None:
@@ -489,10 +491,37 @@ class Connection:
         if result.__class__ is CoroutineType or isawaitable(result):
             task = self._loop.create_task(self._run_handler(context, result))
             self._running[key] = (task, context)
-            if len(self._running) >= self._max_running:
+            if self._busy() >= self._max_running:
                 self._update_reading()
         elif not context._state:
             self._finish(context, result)
+
+    def _on_message(self, handler: Callable[..., Any], context: Context) -> None:
+        """Run a message handler; a coroutine one counts toward ``max_running_handlers``."""
+        try:
+            result = handler(context)
+        except Exception as exc:
+            self.endpoint._handler_raised(handler, exc)
+            return
+        if result is not None and isawaitable(result):
+            task = self.endpoint._spawn(self.endpoint._await(handler, result))
+            self._message_tasks.add(task)
+            task.add_done_callback(self._message_done)
+            if self._busy() >= self._max_running:
+                self._update_reading()
+
+    def _message_done(self, task: asyncio.Future[Any]) -> None:
+        self._message_tasks.discard(task)
+        if self._reading_paused:
+            self._update_reading()
+
+    def _busy(self) -> int:
+        """Coroutine handlers running for this connection: requests and messages."""
+        return len(self._running) + len(self._message_tasks)
+
+    def _handler_tasks(self) -> list[asyncio.Future[Any]]:
+        """The tasks of the coroutine handlers running for this connection."""
+        return [task for task, _ in self._running.values()] + list(self._message_tasks)
 
     async def _run_handler(self, context: Context, coroutine: Awaitable[Any]) -> None:
         try:
@@ -712,9 +741,7 @@ class Connection:
         if self.close_code is not None:
             return
         pause = (
-            self._reading_stopped
-            or self._drained is not None
-            or len(self._running) >= self._max_running
+            self._reading_stopped or self._drained is not None or self._busy() >= self._max_running
         )
         if pause != self._reading_paused:
             self._reading_paused = pause

@@ -35,7 +35,7 @@ class Endpoint:
         self.logger = self.options.logger
         self.router = Router()
         self.envelope = Envelope(codec=self.options.make_codec())
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.connections: dict[str, Connection] = {}
         """The open connections, by id."""
 
@@ -143,11 +143,12 @@ class Endpoint:
             self._call(handler, connection)
         return connection
 
-    def _spawn(self, awaitable: Awaitable[Any]) -> None:
-        """Run ``awaitable`` in a task that close() waits for."""
+    def _spawn(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Run ``awaitable`` in a task that close() waits for (then cancels)."""
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _connection_closed(self, connection: Connection) -> None:
         self.connections.pop(connection.id, None)

@@ -88,7 +88,7 @@ class Server(Endpoint):
         connections = list(self.connections.values())
         for connection in connections:
             connection._stop_reading()
-        running = [task for c in connections for task, _ in c._running.values()]
+        running = [task for c in connections for task in c._handler_tasks()]
         if running:
             await asyncio.wait(
                 running, timeout=self.options.shutdown_grace if grace is None else grace

@@ -138,6 +138,26 @@ async def linked(
         await close_pair(server, client)
 
 
+class Gated:
+    """An async request handler that counts how many run at once, held at a gate."""
+
+    def __init__(self, endpoint: wyre.Server | wyre.Client, event: str = "request") -> None:
+        self.running = self.peak = self.finished = 0
+        self.gate = asyncio.Event()
+        endpoint.on(event, self)
+
+    async def __call__(self, ctx: wyre.Context) -> dict[str, Any]:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await self.gate.wait()
+            await asyncio.sleep(0)
+        finally:
+            self.running -= 1
+        self.finished += 1
+        return {"n": ctx.message["n"]}
+
+
 def hold_requests(endpoint: wyre.Server | wyre.Client) -> list[wyre.Context]:
     """Make ``endpoint`` keep every request it gets unanswered; returns their contexts."""
     held: list[wyre.Context] = []

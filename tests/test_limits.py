@@ -14,6 +14,7 @@ import wyre
 from .conftest import eventually, seconds
 from .proxy import (
     DIRECTIONS,
+    Gated,
     all_closed,
     hold_requests,
     in_flight,
@@ -58,26 +59,6 @@ async def test_past_max_pending_requests_nothing_is_sent(transport: str, directi
             ctx.reply({})
         await asyncio.gather(first[1], later)
         assert [ctx.message["n"] for ctx in held] == [0, 1, 3]
-
-
-class Gated:
-    """An async request handler that counts how many run at once, held at a gate."""
-
-    def __init__(self, endpoint: wyre.Server | wyre.Client, event: str = "request") -> None:
-        self.running = self.peak = self.finished = 0
-        self.gate = asyncio.Event()
-        endpoint.on(event, self)
-
-    async def __call__(self, ctx: wyre.Context) -> dict[str, Any]:
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            await self.gate.wait()
-            await asyncio.sleep(0)
-        finally:
-            self.running -= 1
-        self.finished += 1
-        return {"n": ctx.message["n"]}
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)

@@ -24,6 +24,7 @@ import contextlib
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Generator
+from functools import partial
 from inspect import isawaitable
 from random import getrandbits
 from types import CoroutineType
@@ -42,6 +43,7 @@ from .exceptions import (
 from .protocol import SUBPROTOCOL, Direction, parse_direction
 from .protocol.direction import SPELLINGS as _SPELLINGS
 from .request import Callback, Delivery, Request, call_back
+from .transport import TransportClosing
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -285,6 +287,8 @@ class Connection:
             if key is None:
                 key = new_key()
                 self._set_key(message, key)
+            if key in self._acks:
+                raise LocalProtocolError(f"a send with key {key!r} is already awaiting its ACK")
             delivery.key = key
             self._acks[key] = delivery
             self._send_now(message, binary)
@@ -341,7 +345,12 @@ class Connection:
                 LocalProtocolError(f"cannot make a request of this: {exc}", frame=message)
             )
             return request
-        if key in self._pending:
+        try:
+            duplicate = key in self._pending
+        except TypeError:  # an unhashable key set by the caller
+            request._fail(LocalProtocolError(f"a request key must be a string, not {key!r}"))
+            return request
+        if duplicate:
             request._fail(LocalProtocolError(f"a request with key {key!r} is already pending"))
             return request
         request.key = key
@@ -368,14 +377,17 @@ class Connection:
             self._closing = self._loop.create_task(self._close(code, reason))
         if callback is not None:
             self._closing.add_done_callback(lambda _: call_back(callback, self, None))
-        return self._closing
+        # Shielded: a caller that stops waiting (a timeout around close())
+        # must not stop the closing itself, which other callers may await.
+        return asyncio.shield(self._closing)
 
     async def _close(self, code: int, reason: str) -> None:
         if self.close_code is not None:
             return
         try:
             await self._transport.close(code, reason)
-        except Exception:  # a failed closing handshake still ends the connection
+        except (Exception, asyncio.CancelledError):
+            # A failed or interrupted closing handshake still ends the connection.
             self.logger.debug("closing handshake failed", exc_info=True)
             self._transport.abort()
         if self.close_code is None:
@@ -453,6 +465,8 @@ class Connection:
         for task, context in list(self._running.values()):
             context._state = CANCELLED
             task.cancel()
+        for message_task in list(self._message_tasks):
+            message_task.cancel()
         if self._drained is not None and not self._drained.done():
             self._drained.set_exception(error)
             self._drained.exception()
@@ -491,6 +505,7 @@ class Connection:
         if result.__class__ is CoroutineType or isawaitable(result):
             task = self._loop.create_task(self._run_handler(context, result))
             self._running[key] = (task, context)
+            task.add_done_callback(partial(self._handler_done, key, result))
             if self._busy() >= self._max_running:
                 self._update_reading()
         elif not context._state:
@@ -533,10 +548,16 @@ class Connection:
         else:
             if result is not None and not context._state:
                 self._finish(context, result)
-        finally:
-            del self._running[context.key]
-            if self._reading_paused:
-                self._update_reading()
+
+    def _handler_done(self, key: Any, awaitable: Any, task: asyncio.Task[None]) -> None:
+        """Forget a finished handler task; it may have been cancelled before it started."""
+        entry = self._running.get(key)
+        if entry is not None and entry[0] is task:
+            del self._running[key]
+        if task.cancelled() and asyncio.iscoroutine(awaitable):
+            awaitable.close()  # never started: close it, or Python warns it was never awaited
+        if self._reading_paused:
+            self._update_reading()
 
     def _finish(self, context: Context, result: Any) -> None:
         """Send a handler's return value as the REPLY (the lean path of ``reply()``)."""
@@ -683,14 +704,16 @@ class Connection:
             ConnectionClosed: the connection is closed.
             CodecError: the message cannot be encoded.
         """
-        if self.close_code is not None:
-            raise self._closed_error()
+        if self.close_code is not None or self._closing is not None:
+            raise self._closed_error()  # closed, or close() was called: nothing more goes out
         try:
             data = self._encode(message)
         except Exception as exc:
             raise CodecError(f"cannot encode message ({exc})", frame=message) from exc
         try:
             self._transport.write(data, binary)
+        except TransportClosing as exc:
+            raise self._closed_error() from exc
         except Exception as exc:
             self.logger.debug("write failed", exc_info=True)
             self._transport.abort()
@@ -809,10 +832,15 @@ class Connection:
                 elif earliest is None or deadline < earliest:
                     earliest = deadline
         for delivery in expired:
-            delivery._expire()
+            delivery._expire()  # its callback may send and _watch() a new deadline
         if earliest is not None and self.close_code is None:
             # A little slack batches expiries that fall close together.
-            self._sweeper = self._loop.call_at(max(earliest, now + _SWEEP_SLACK), self._sweep)
+            when = max(earliest, now + _SWEEP_SLACK)
+            if self._sweeper is not None:
+                if self._sweeper.when() <= when:
+                    return
+                self._sweeper.cancel()
+            self._sweeper = self._loop.call_at(when, self._sweep)
 
     def _abandon(self, delivery: Delivery, *, cancelled: bool) -> None:
         """Forget a request or acknowledged send we gave up on; tell a v2 peer."""

@@ -38,6 +38,7 @@ class Endpoint:
         self._tasks: set[asyncio.Future[Any]] = set()
         self.connections: dict[str, Connection] = {}
         """The open connections, by id."""
+        self._refusing: tuple[int, str] | None = None  # (code, reason) while shutting down
 
     # -- registration ------------------------------------------------------
 
@@ -138,6 +139,9 @@ class Endpoint:
         """Make the Connection for a newly opened socket and announce it."""
         connection = Connection(self, transport)
         self.connections[connection.id] = connection
+        if self._refusing is not None:  # shutting down: close it straight away
+            connection.close(*self._refusing)
+            return connection
         handler = self.router.untyped.get("connection")
         if handler is not None:
             self._call(handler, connection)

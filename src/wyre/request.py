@@ -111,12 +111,12 @@ class Request(Delivery):
     optional and may start late.
     """
 
-    __slots__ = ("_partials", "_waiter")
+    __slots__ = ("_partials", "_waiters")
 
     def __init__(self, connection: Connection, callback: Callback | None) -> None:
         super().__init__(connection, callback)
         self._partials: deque[Context] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     async def partials(self) -> AsyncIterator[Context]:
         """Yield each PARTIAL's context, in order, until the request ends.
@@ -124,7 +124,9 @@ class Request(Delivery):
         Raises the request's failure (RequestError, RequestTimeout,
         ConnectionClosed) after the last partial, so that a loop over the
         partials cannot miss it; on success the loop just ends and
-        ``await request`` gives the reply.
+        ``await request`` gives the reply. Cancelling the task that iterates
+        cancels the request, as cancelling one that awaits it does. Several
+        iterators may run at once; each partial goes to one of them.
         """
         partials = self._partials
         future = self._future
@@ -135,19 +137,25 @@ class Request(Delivery):
                 if not future.cancelled() and future.exception() is not None:
                     await future  # raises the failure
                 return
-            waiter = self._waiter = self._connection._loop.create_future()
-            await waiter
+            waiter: asyncio.Future[None] = self._connection._loop.create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                self.cancel()
+                raise
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None  # the other partials of a burst skip this
+        waiters, self._waiters = self._waiters, None  # later partials of a burst skip this
+        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
     def _partial(self, context: Context) -> None:
         self._partials.append(context)
-        if self._waiter is not None:
+        if self._waiters is not None:
             self._wake()
         if self._callback is not None:
             call_back(self._callback, self._connection, None, None, context)

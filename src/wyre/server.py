@@ -83,18 +83,23 @@ class Server(Endpoint):
         ``close_timeout``. Returns within about grace + close_timeout and
         leaves no task running.
         """
+        self._refusing = (code, reason)  # a handshake that completes now is closed at once
         if self._listener is not None:
             self._listener.stop_accepting()
         connections = list(self.connections.values())
         for connection in connections:
             connection._stop_reading()
-        running = [task for c in connections for task in c._handler_tasks()]
-        if running:
-            await asyncio.wait(
-                running, timeout=self.options.shutdown_grace if grace is None else grace
-            )
+        handlers = [task for c in connections for task in c._handler_tasks()]
+        if handlers:
+            grace = self.options.shutdown_grace if grace is None else grace
+            _, late = await asyncio.wait(handlers, timeout=grace)
+            for task in late:
+                task.cancel()
+        connections = list(self.connections.values())
         if connections:
             await asyncio.gather(*(c.close(code, reason) for c in connections))
+        if handlers:  # the cancelled ones finish their cleanup
+            await asyncio.wait(handlers, timeout=self.options.close_timeout)
         if self._listener is not None:
             try:
                 await asyncio.wait_for(self._listener.wait_closed(), self.options.close_timeout)
@@ -102,3 +107,4 @@ class Server(Endpoint):
                 self.logger.warning("connections did not finish closing in time")
             self._listener = None
         await self._settle_tasks(self.options.close_timeout)
+        self._refusing = None

@@ -17,7 +17,23 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .endpoint import Endpoint
 
-__all__ = ["Listener", "MemoryTransport", "Receiver", "Transport", "close_status", "memory_pair"]
+__all__ = [
+    "Listener",
+    "MemoryTransport",
+    "Receiver",
+    "Transport",
+    "TransportClosing",
+    "close_status",
+    "memory_pair",
+]
+
+
+class TransportClosing(ConnectionError):
+    """Raised by :meth:`Transport.write` once the closing handshake has begun.
+
+    The socket is fine and finishing its handshake: the write is refused, but
+    the connection must not be dropped for it.
+    """
 
 
 def close_status(received: tuple[int, str] | None, sent: tuple[int, str] | None) -> tuple[int, str]:
@@ -46,8 +62,9 @@ class Transport(Protocol):
         """Queue one frame without waiting (text unless ``binary``; bytes are UTF-8 text).
 
         Raises:
-            Exception: any error means the socket is unusable; the caller
-                treats the connection as closed.
+            TransportClosing: the closing handshake has begun.
+            Exception: any other error means the socket is unusable; the
+                caller drops the connection.
         """
 
     def write_buffer_size(self) -> int:
@@ -111,7 +128,7 @@ class MemoryTransport:
 
     def write(self, data: str | bytes, binary: bool) -> None:
         if self.closed or self.peer is None:
-            raise ConnectionError("memory transport closed")
+            raise TransportClosing("memory transport closed")
         asyncio.get_running_loop().call_soon(self.peer._deliver, data)
 
     def _deliver(self, data: str | bytes) -> None:

@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 
 from ..exceptions import ConnectError
 from ..protocol import SUBPROTOCOL
-from ..transport import close_status
+from ..transport import TransportClosing, close_status
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -74,6 +74,7 @@ class PicowsTransport(WSListener):
         "_disconnected",
         "_endpoint",
         "_flush_scheduled",
+        "_fragment_size",
         "_fragment_type",
         "_fragments",
         "_loop",
@@ -99,6 +100,7 @@ class PicowsTransport(WSListener):
         self._receive: Any = None
         self._backlog: list[str | bytes] | None = None
         self._fragments: list[bytes] | None = None
+        self._fragment_size = 0
         self._fragment_type = TEXT
         self._max_size = endpoint.options.max_message_size or _NO_LIMIT
         self._close_received: tuple[int, str] | None = None
@@ -178,8 +180,12 @@ class PicowsTransport(WSListener):
         elif not fragments:
             self._protocol_error(transport, 1002, "continuation without a message")
             return
-        fragments.append(frame.get_payload_as_bytes())
-        if sum(map(len, fragments)) > self._max_size:
+        payload = frame.get_payload_as_bytes()
+        fragments.append(payload)
+        self._fragment_size = size = (self._fragment_size if len(fragments) > 1 else 0) + len(
+            payload
+        )
+        if size > self._max_size:
             self._fragments = None
             self._protocol_error(transport, 1009, "message too big")
             return
@@ -224,8 +230,10 @@ class PicowsTransport(WSListener):
         # step, not one per frame (a system call is most of a small frame's cost).
         ws = self._ws
         assert ws is not None
-        if ws.is_disconnected or self._close_sent:
+        if ws.is_disconnected:
             raise ConnectionError("socket closed")
+        if self._close_sent:
+            raise TransportClosing("closing handshake under way")
         if data.__class__ is str:
             data = data.encode()
         size = len(data)

@@ -15,11 +15,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
+from websockets.protocol import OPEN
 from websockets.typing import Subprotocol
 
 from ..exceptions import ConnectError
 from ..protocol import SUBPROTOCOL
-from ..transport import close_status
+from ..transport import TransportClosing, close_status
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -64,6 +65,8 @@ class WebsocketsTransport:
 
     def write(self, data: str | bytes, binary: bool) -> None:
         ws = self._ws
+        if ws.protocol.state is not OPEN:
+            raise TransportClosing("closing handshake under way")
         if ws.transport.is_closing():
             raise ConnectionError("socket closed")
         if data.__class__ is str:
@@ -135,12 +138,12 @@ class WebsocketsTransport:
         receive = connection.receive
         try:
             while True:
+                if self._paused:
+                    await self._wait_resumed()
                 data = await recv()
                 if self._closing:
                     continue  # this side is closing: frames are dropped
                 receive(data)
-                if self._paused:
-                    await self._wait_resumed()
         except WsConnectionClosed:
             pass
         except asyncio.CancelledError:

@@ -5,11 +5,10 @@ same for every transport and can be tested without a socket.
 """
 
 from .codecs import Codec, default_codec, json_codec, orjson_codec
-from .direction import EXTENSIONS, Direction, parse_direction
+from .direction import Direction, parse_direction
 from .envelope import Envelope
 
 __all__ = [
-    "EXTENSIONS",
     "SUBPROTOCOL",
     "Codec",
     "Direction",

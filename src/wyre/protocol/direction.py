@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["EXTENSIONS", "SPELLINGS", "Direction", "parse_direction"]
+__all__ = ["SPELLINGS", "Direction", "parse_direction"]
 
 
 class Direction(StrEnum):
@@ -30,9 +30,6 @@ class Direction(StrEnum):
     CANCEL = "CANCEL"
     """``wyre.v2``: the requester gave up on the request with this key."""
 
-
-EXTENSIONS = frozenset({Direction.ACK, Direction.CANCEL})
-"""Directions that exist only when both ends negotiated ``wyre.v2``."""
 
 SPELLINGS: dict[object, Direction] = {d.value: d for d in Direction}
 """The exact upper-case spellings: what well-behaved peers send, so looked up first

@@ -157,6 +157,15 @@ class Gated:
         self.finished += 1
         return {"n": ctx.message["n"]}
 
+    async def stays_at(self, limit: int) -> None:
+        """Wait until ``limit`` handlers run, check that no more start, then open the gate."""
+        try:
+            await eventually(lambda: self.running >= limit)
+            await asyncio.sleep(seconds(0.1))  # time enough to read more, if it were reading
+            assert self.running == limit
+        finally:
+            self.gate.set()
+
 
 def hold_requests(endpoint: wyre.Server | wyre.Client) -> list[wyre.Context]:
     """Make ``endpoint`` keep every request it gets unanswered; returns their contexts."""

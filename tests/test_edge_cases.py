@@ -55,22 +55,28 @@ async def test_requests_cancelled_before_their_handler_starts_free_their_slot(
         assert [r.message["n"] for r in replies] == list(range(limit * 3))
 
 
-async def test_message_handlers_are_cancelled_when_the_connection_closes(link: Link) -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
+class Stalled:
+    """A coroutine handler that waits for ever, and says when it started and was cancelled."""
 
-    async def slow(ctx: wyre.Context) -> None:
-        started.set()
+    def __init__(self) -> None:
+        self.started, self.cancelled = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, ctx: wyre.Context) -> None:
+        self.started.set()
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
-            cancelled.set()
+            self.cancelled.set()
             raise
 
-    link.handler.on("message", slow)
+
+async def test_message_handlers_are_cancelled_when_the_connection_closes(link: Link) -> None:
+    stalled = Stalled()
+    link.handler.on("message", stalled)
     link.conn.send({"n": 1})
-    await asyncio.wait_for(started.wait(), seconds(5))
+    await asyncio.wait_for(stalled.started.wait(), seconds(5))
     await link.conn.close()
-    await asyncio.wait_for(cancelled.wait(), seconds(5))
+    await asyncio.wait_for(stalled.cancelled.wait(), seconds(5))
 
 
 async def test_two_acknowledged_sends_cannot_share_a_key(link: Link) -> None:
@@ -100,17 +106,8 @@ async def test_partials_reach_every_iterator_and_all_of_them_end(link: Link) -> 
 
 
 async def test_cancelling_the_iterating_task_cancels_the_request(link: Link) -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def endless(ctx: wyre.Context) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    link.handler.on("request", endless)
+    stalled = Stalled()
+    link.handler.on("request", stalled)
     request = link.conn.request({})
 
     async def iterate() -> None:
@@ -118,9 +115,9 @@ async def test_cancelling_the_iterating_task_cancels_the_request(link: Link) -> 
             pass
 
     task = in_flight(iterate())
-    await asyncio.wait_for(started.wait(), seconds(5))
+    await asyncio.wait_for(stalled.started.wait(), seconds(5))
     task.cancel()
-    await asyncio.wait_for(cancelled.wait(), seconds(5))  # the peer was told
+    await asyncio.wait_for(stalled.cancelled.wait(), seconds(5))  # the peer was told
     assert link.conn.pending_requests == 0
 
 

@@ -67,12 +67,7 @@ async def test_running_handlers_are_capped_by_backpressure(transport: str, direc
     async with linked(transport, direction, max_running_handlers=limit) as link:
         gated = Gated(link.handler)
         requests = [in_flight(link.conn.request({"n": n})) for n in range(count)]
-        try:
-            await eventually(lambda: gated.running >= limit)
-            await asyncio.sleep(seconds(0.1))  # time enough to read more, if it were reading
-            assert gated.running == limit
-        finally:
-            gated.gate.set()
+        await gated.stays_at(limit)
         replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(20))
         assert [reply.message["n"] for reply in replies] == list(range(count))
         assert gated.peak == limit
@@ -87,12 +82,7 @@ async def test_async_message_handlers_count_toward_the_limit(
         gated = Gated(link.handler, "message")
         for n in range(count):
             link.conn.send({"n": n})
-        try:
-            await eventually(lambda: gated.running >= limit)
-            await asyncio.sleep(seconds(0.1))  # time enough to read more, if it were reading
-            assert gated.running == limit
-        finally:
-            gated.gate.set()
+        await gated.stays_at(limit)
         await eventually(lambda: gated.finished == count, timeout=20)
         assert gated.peak == limit
 

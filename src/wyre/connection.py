@@ -338,8 +338,7 @@ class Connection:
             key = self._get_key(message)
             if key is None:
                 key = new_key()
-                self._set_key(message, key)
-            self._set_direction(message, "REQUEST")
+            self._stamp(message, key, "REQUEST")
         except Exception as exc:
             request._fail(
                 LocalProtocolError(f"cannot make a request of this: {exc}", frame=message)
@@ -562,8 +561,7 @@ class Connection:
     def _finish(self, context: Context, result: Any) -> None:
         """Send a handler's return value as the REPLY (the lean path of ``reply()``)."""
         try:
-            self._set_key(result, context.key)
-            self._set_direction(result, "REPLY")
+            self._stamp(result, context.key, "REPLY")
         except Exception as exc:
             error = LocalProtocolError(f"a handler must return an object: {exc}", frame=result)
             self._handler_failed(context, error)
@@ -656,12 +654,7 @@ class Connection:
         if message is None:
             message = {}
         try:
-            if self._requires_dict:  # the default envelope: fields at the top level
-                message["key"] = context.key
-                message["direction"] = _WIRE[direction]
-            else:
-                self._set_key(message, context.key)
-                self._set_direction(message, _WIRE[direction])
+            self._stamp(message, context.key, _WIRE[direction])
         except Exception as exc:
             raise LocalProtocolError(f"an answer must be an object: {exc}", frame=message) from exc
         try:
@@ -681,8 +674,7 @@ class Connection:
             body["traceback"] = detail
         context._state = ANSWERED
         try:
-            self._set_key(body, context.key)
-            self._set_direction(body, "ERROR")
+            self._stamp(body, context.key, "ERROR")
             self._send_now(body, False)
         except WyreError:
             self.logger.debug("could not send an error reply", exc_info=True)
@@ -690,12 +682,24 @@ class Connection:
     def _control(self, direction: Direction, key: Any) -> None:
         """Send a ``wyre.v2`` control frame (ACK, CANCEL)."""
         body: dict[str, Any] = {}
-        self._set_key(body, key)
-        self._set_direction(body, direction.value)
+        self._stamp(body, key, _WIRE[direction])
         try:
             self._send_now(body, False)
         except WyreError:
             self.logger.debug("could not send %s", direction, exc_info=True)
+
+    def _stamp(self, message: Any, key: Any, direction: str) -> None:
+        """Write the key and direction into an outgoing message.
+
+        Raises whatever the message raises when it cannot hold them (e.g. a
+        list under the default envelope); callers turn that into their error.
+        """
+        if self._requires_dict:  # the default envelope: fields at the top level
+            message["key"] = key
+            message["direction"] = direction
+        else:
+            self._set_key(message, key)
+            self._set_direction(message, direction)
 
     def _send_now(self, message: Any, binary: bool) -> Awaitable[None]:
         """Encode and write one frame; the awaitable waits out a full write buffer.

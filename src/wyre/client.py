@@ -6,8 +6,8 @@ import asyncio
 
 from .connection import Connection
 from .endpoint import Endpoint
-from .protocol import SUBPROTOCOL
-from .transports import load
+from .protocol.negotiation import offer
+from .transports import driver
 
 __all__ = ["Client"]
 
@@ -36,12 +36,15 @@ class Client(Endpoint):
             ConnectError: nothing listening, the handshake was refused, or it
                 took longer than ``open_timeout``.
         """
-        offered = [protocols] if isinstance(protocols, str) else list(protocols or ())
-        if self.options.extensions and SUBPROTOCOL not in offered:
-            offered.append(SUBPROTOCOL)
-        driver = load(self.options.transport)
-        connection: Connection = await driver.connect(self, url, offered)
-        return connection
+        application = [protocols] if isinstance(protocols, str) else list(protocols or ())
+        receiver = await driver(self.options.transport).connect(
+            self.options,
+            self.attach,
+            url,
+            subprotocols=offer(application, self.options.extensions),
+        )
+        assert isinstance(receiver, Connection)
+        return receiver
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close every connection of this client (each bounded by close_timeout)."""

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .protocol import Codec, default_codec, json_codec, orjson_codec
+
+if TYPE_CHECKING:
+    from .transport import Driver
 
 __all__ = ["LOG_LEVELS", "Options", "TransportName", "log_level"]
 
@@ -63,8 +66,9 @@ class Options:
     """The original's level names; sets the level of ``logger``. None: leave it."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("wyre"))
     """Where the endpoint logs; the default is the ``wyre`` logger."""
-    transport: TransportName = "websockets"
-    """``websockets`` (default) or ``picows`` (the ``fast`` extra)."""
+    transport: TransportName | Driver = "websockets"
+    """``websockets`` (default), ``picows`` (the ``fast`` extra), or a
+    :class:`~wyre.transport.Driver` object."""
     codec: Codec | Literal["json", "orjson"] | None = None
     """How messages are encoded: ``"json"`` (standard library), ``"orjson"``,
     a :class:`~wyre.Codec`, or None: orjson when installed, else json."""
@@ -92,7 +96,12 @@ class Options:
     ping_interval: float | None = 20.0
     """Keepalive ping period."""
     ping_timeout: float | None = 20.0
-    """Time a pong may take before the peer is considered dead."""
+    """Time a pong may take before the peer is considered dead (close code 1011)."""
+    ping_base_peers: bool = False
+    """Ping peers that speak only the original protocol too. Off by default: the
+    original wyre on ``ws`` 0.8 crashes on a ping. Such peers are still detected
+    dead by TCP keepalive (after about ``ping_interval`` + 30 s) and, when they
+    stop reading, by ``write_timeout``."""
     compression: bool = False
     """Negotiate permessage-deflate (off by default, as in the original)."""
     debug_errors: bool = False
@@ -101,7 +110,7 @@ class Options:
     """Server: application subprotocols it accepts, preferred over ``wyre.v2``."""
 
     def __post_init__(self) -> None:
-        if self.transport not in ("websockets", "picows"):
+        if isinstance(self.transport, str) and self.transport not in ("websockets", "picows"):
             raise ValueError(f"unknown transport {self.transport!r}: use websockets or picows")
         for name in ("max_pending_requests", "max_running_handlers", "write_limit"):
             if getattr(self, name) < 1:

@@ -135,8 +135,12 @@ class Endpoint:
         else:
             self._call(handler, exc)
 
-    def _open(self, transport: Transport) -> Connection:
-        """Make the Connection for a newly opened socket and announce it."""
+    def attach(self, transport: Transport) -> Connection:
+        """Make the Connection for a newly opened socket and announce it.
+
+        This is the ``on_open`` callback handed to drivers
+        (:class:`~wyre.transport.Driver`); applications do not call it.
+        """
         connection = Connection(self, transport)
         self.connections[connection.id] = connection
         if self._refusing is not None:  # shutting down: close it straight away

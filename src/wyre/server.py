@@ -7,7 +7,7 @@ from typing import Any
 
 from .endpoint import Endpoint
 from .transport import Listener
-from .transports import load
+from .transports import driver
 
 __all__ = ["Server"]
 
@@ -67,8 +67,9 @@ class Server(Endpoint):
             raise ValueError(f"invalid port {port!r}: expected an int from 0 to 65535")
         if self._listener is not None:
             raise RuntimeError("this server is already listening")
-        driver = load(self.options.transport)
-        self._listener = await driver.listen(self, host, port)
+        self._listener = await driver(self.options.transport).listen(
+            self.options, self.attach, host=host, port=port
+        )
         self.logger.info("listening on %s:%s", host or "*", self.port)
 
     async def close(

@@ -1,31 +1,66 @@
-"""The seam between the protocol and a WebSocket library.
+"""The seam between the protocol and a WebSocket library: the driver contract.
 
-A transport moves frames; it knows nothing of keys, directions or handlers.
-The glue for a WebSocket library (``wyre.transports.*``) or the ASGI adapter
-implements :class:`Transport` and feeds what it receives to a
-:class:`Receiver` (the :class:`~wyre.Connection`).
+A **driver** (:class:`Driver`) opens sockets: it listens or connects, runs
+the WebSocket handshake and frame rules (RFC 6455) and, for each socket that
+opens, hands a :class:`Transport` to the ``on_open`` callback it was given.
+That callback returns the :class:`Receiver` (a :class:`~wyre.Connection`)
+that the driver feeds every complete message to, and tells once when the
+socket is gone. A transport moves messages; it knows nothing of keys,
+directions or handlers.
+
+::
+
+    driver.listen(options, on_open, ...)      driver.connect(options, on_open, url, ...)
+            │                                          │
+            └──── on_open(transport) -> receiver ──────┘
+                      receiver.receive(data)            one message in
+                      transport.write(data, binary)     one message out
+                      receiver.connection_lost(code, reason)
+
+The drivers that ship are in :mod:`wyre.transports`; :class:`MemoryTransport`
+here connects two endpoints in memory, without a network.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .protocol import SUBPROTOCOL
 
 if TYPE_CHECKING:
+    import ssl
+
+    from .config import Options
     from .connection import Connection
     from .endpoint import Endpoint
 
 __all__ = [
+    "KEEPALIVE_TIMEOUT",
+    "MAX_FRAGMENTS",
+    "Driver",
     "Listener",
     "MemoryTransport",
+    "OnOpen",
     "Receiver",
     "Transport",
     "TransportClosing",
+    "bind_socket",
     "close_status",
+    "enable_tcp_keepalive",
     "memory_pair",
 ]
+
+KEEPALIVE_TIMEOUT = (1011, "keepalive ping timeout")
+"""The close code and reason every driver reports for a peer that missed its pong."""
+
+MAX_FRAGMENTS = 4096
+"""Most frames one message may be split into; past it the message is refused with 1009.
+
+A peer sending endless tiny (or empty) continuation frames would otherwise
+hold memory and CPU without ever finishing a message."""
 
 
 class TransportClosing(ConnectionError):
@@ -52,14 +87,14 @@ def close_status(received: tuple[int, str] | None, sent: tuple[int, str] | None)
 
 
 class Transport(Protocol):
-    """One open WebSocket, as the protocol needs it."""
+    """One open WebSocket, as a :class:`~wyre.Connection` needs it."""
 
     @property
     def subprotocol(self) -> str | None:
         """The subprotocol agreed in the handshake."""
 
     def write(self, data: str | bytes, binary: bool) -> None:
-        """Queue one frame without waiting (text unless ``binary``; bytes are UTF-8 text).
+        """Queue one message without waiting (text unless ``binary``; bytes are UTF-8 text).
 
         Raises:
             TransportClosing: the closing handshake has begun.
@@ -74,13 +109,17 @@ class Transport(Protocol):
         """Wait until the write buffer is below the transport's low-water mark."""
 
     def pause_reading(self) -> None:
-        """Stop delivering frames until :meth:`resume_reading` (backpressure)."""
+        """Stop delivering messages until :meth:`resume_reading` (backpressure).
+
+        Control frames (ping, pong, close) may stop being read too: callers
+        pause only for as long as the peer is itself not reading.
+        """
 
     def resume_reading(self) -> None:
-        """Deliver frames again."""
+        """Deliver messages again."""
 
     async def close(self, code: int, reason: str) -> None:
-        """Run the closing handshake, bounded by the transport's close timeout."""
+        """Run the closing handshake, bounded by the options' ``close_timeout``."""
 
     def abort(self) -> None:
         """Drop the socket at once, without a closing handshake."""
@@ -96,6 +135,10 @@ class Receiver(Protocol):
         """The socket is closed; called exactly once."""
 
 
+OnOpen = Callable[[Transport], Receiver]
+"""Called by a driver for each socket whose handshake completed."""
+
+
 class Listener(Protocol):
     """A listening socket, as :class:`~wyre.Server` needs it."""
 
@@ -104,10 +147,117 @@ class Listener(Protocol):
         """The bound port."""
 
     def stop_accepting(self) -> None:
-        """Close the listening socket; open connections are left alone."""
+        """Close the listening socket; open connections are left alone.
+
+        Handshakes still in progress are refused (HTTP 503): no connection
+        opens after this returns.
+        """
 
     async def wait_closed(self) -> None:
         """Wait until the listening socket is closed."""
+
+
+class Driver(Protocol):
+    """A WebSocket implementation wyre can run on (``websockets``, ``picows``, ...).
+
+    Every driver enforces the same WebSocket-level rules, checked by the
+    driver conformance tests: messages above ``max_message_size`` or of
+    more than ``MAX_FRAGMENTS`` fragments close with 1009, invalid UTF-8 in a
+    text message with 1007, a broken fragment sequence with 1002; the
+    opening handshake is bounded by ``open_timeout`` and the closing one by
+    ``close_timeout``; keepalive pings (only to ``wyre.v2`` peers unless
+    ``ping_base_peers``) drop a silent peer with :data:`KEEPALIVE_TIMEOUT`.
+    """
+
+    name: str
+
+    async def listen(
+        self,
+        options: Options,
+        on_open: OnOpen,
+        *,
+        host: str | None,
+        port: int,
+        ssl: ssl.SSLContext | None = None,
+    ) -> Listener:
+        """Start accepting WebSocket connections on ``host:port``.
+
+        Raises:
+            OSError: the address is in use or cannot be bound.
+        """
+
+    async def connect(
+        self,
+        options: Options,
+        on_open: OnOpen,
+        url: str,
+        *,
+        subprotocols: Sequence[str],
+        ssl: ssl.SSLContext | None = None,
+    ) -> Receiver:
+        """Open a connection to ``url``; returns what ``on_open`` returned for it.
+
+        Raises:
+            ConnectError: nothing listening, the handshake was refused, or it
+                took longer than ``open_timeout``.
+        """
+
+
+def bind_socket(host: str | None, port: int) -> socket.socket | None:
+    """A listening socket for ``host:port``, or None to let the driver bind ``host``.
+
+    With no host, one socket serves every address on one port: IPv6 with
+    IPv4-mapped addresses where the system has IPv6, else IPv4 only. (Binding
+    each address family separately would give each its own port when
+    ``port`` is 0.)
+    """
+    if host is not None:
+        return None
+    if socket.has_ipv6:
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        except OSError:
+            pass
+        else:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(("::", port))
+            except OSError:
+                sock.close()
+            else:
+                sock.listen(socket.SOMAXCONN)
+                sock.setblocking(False)
+                return sock
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def enable_tcp_keepalive(sock: socket.socket | None, idle: float | None) -> None:
+    """Let the kernel probe a silent peer: dead-peer detection that needs no ping frame.
+
+    Used for every connection, and the only detection for peers that are not
+    pinged (those speaking the original protocol: see ``ping_base_peers``).
+    A peer that vanished is then noticed after about ``idle`` + 3 x 10 s.
+    """
+    if sock is None or idle is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(idle)))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except OSError:  # pragma: no cover - a platform without these options
+        pass
 
 
 class MemoryTransport:
@@ -176,6 +326,6 @@ def memory_pair(
     """
     left, right = MemoryTransport(subprotocol), MemoryTransport(subprotocol)
     left.peer, right.peer = right, left
-    left.receiver = a._open(left)
-    right.receiver = b._open(right)
-    return left.receiver, right.receiver
+    a_conn, b_conn = a.attach(left), b.attach(right)
+    left.receiver, right.receiver = a_conn, b_conn
+    return a_conn, b_conn

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import wyre
-from wyre.connection import new_key
+from wyre.protocol.pending import new_key
 from wyre.protocol import Codec
 
 RUNS = 5
@@ -52,7 +52,7 @@ def server_dispatch(codec: Codec, n: int) -> tuple[float, float]:
     """A REQUEST frame in, through a typed plain handler, its REPLY encoded."""
     server = wyre.Server(codec=codec)
     server.on("request", "echo", lambda ctx: ctx.message)
-    conn = server._open(Sink())
+    conn = server.attach(Sink())
     frames = [
         codec.encode({"question": "how are you doing?", "n": i, "type": "echo",
                       "key": new_key(), "direction": "REQUEST"})
@@ -76,7 +76,7 @@ async def client_request(codec: Codec, n: int) -> tuple[float, float]:
     """request() out, its REPLY in, the awaitable resolved."""
     client = wyre.Client(codec=codec)
     sink = Sink()
-    conn = client._open(sink)
+    conn = client.attach(sink)
     loop = asyncio.get_running_loop()
 
     def reply_to_last() -> Any:

@@ -63,9 +63,12 @@ class Options:
     """
 
     log_level: str | int | None = None
-    """The original's level names; sets the level of ``logger``. None: leave it."""
+    """The original's level names: this endpoint's own level (the shared logger's
+    level is not changed). None: follow ``logger``'s level. A logging handler
+    must still be configured (e.g. ``logging.basicConfig()``) to see anything."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("wyre"))
-    """Where the endpoint logs; the default is the ``wyre`` logger."""
+    """Where the endpoint logs; the default is the ``wyre`` logger. Records about one
+    connection carry its id as ``connection_id``."""
     transport: TransportName | Driver = "websockets"
     """``websockets`` (default), ``picows`` (the ``fast`` extra), or a
     :class:`~wyre.transport.Driver` object."""
@@ -88,7 +91,17 @@ class Options:
     """Outgoing requests awaiting a reply, per connection; past it LimitExceeded."""
     max_running_handlers: int = 128
     """Coroutine handlers (requests and messages) running at once per connection;
-    past it the connection stops reading until one finishes."""
+    past it new ones wait their turn in a queue (reading goes on, so the replies
+    and cancellations running handlers wait for still arrive)."""
+    max_queued_handlers: int = 1024
+    """Coroutine handlers waiting for a slot, per connection; past it the connection
+    stops reading (TCP backpressure) until the queue is half empty."""
+    max_buffered_partials: int = 1024
+    """Unread partial replies kept per request; past it the oldest are dropped
+    (counted in ``Request.dropped_partials``)."""
+    max_bad_frames: int | None = 100
+    """Bad frames a peer may send per 10 s (a leaky bucket) before it is
+    disconnected with 1008. None: no limit."""
     write_limit: int = 256 * 1024
     """Write buffer high-water mark: above it, sends wait and reading pauses."""
     write_timeout: float | None = 30.0
@@ -112,24 +125,79 @@ class Options:
     def __post_init__(self) -> None:
         if isinstance(self.transport, str) and self.transport not in ("websockets", "picows"):
             raise ValueError(f"unknown transport {self.transport!r}: use websockets or picows")
-        for name in ("max_pending_requests", "max_running_handlers", "write_limit"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        for name in (
+            "max_pending_requests",
+            "max_running_handlers",
+            "max_queued_handlers",
+            "max_buffered_partials",
+            "write_limit",
+        ):
+            _check_count(name, getattr(self, name))
+        if self.max_message_size is not None:
+            _check_count("max_message_size", self.max_message_size)
+        if self.max_bad_frames is not None:
+            _check_count("max_bad_frames", self.max_bad_frames)
+        for name in (
+            "request_timeout",
+            "open_timeout",
+            "close_timeout",
+            "write_timeout",
+            "ping_interval",
+            "ping_timeout",
+        ):
+            _check_seconds(name, getattr(self, name))
+        _check_seconds("shutdown_grace", self.shutdown_grace, allow_none=False, allow_zero=True)
         if self.log_level is not None:
-            self.logger.setLevel(log_level(self.log_level))
+            log_level(self.log_level)  # raises for an unknown level
+        if not isinstance(self.logger, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger, not {type(self.logger).__name__}")
         if self.codec not in (None, "json", "orjson") and not isinstance(self.codec, Codec):
             raise ValueError(f"unknown codec {self.codec!r}: use json, orjson or a wyre.Codec")
+        if isinstance(self.subprotocols, str) or not all(
+            isinstance(p, str) for p in self.subprotocols
+        ):
+            raise TypeError("subprotocols must be a sequence of strings")
+
+    @property
+    def level(self) -> int | None:
+        """``log_level`` as a :mod:`logging` level, or None."""
+        return None if self.log_level is None else log_level(self.log_level)
 
     def make_codec(self) -> Codec:
         """The codec these options ask for.
 
         Raises:
-            ImportError: ``"orjson"`` was asked for and is not installed.
+            ImportError: ``"orjson"`` was asked for and is not installed
+                (the message says how to install it).
         """
         if isinstance(self.codec, Codec):
             return self.codec
         if self.codec == "json":
             return json_codec()
         if self.codec == "orjson":
-            return orjson_codec()
+            try:
+                return orjson_codec()
+            except ImportError as exc:
+                raise ImportError(
+                    "codec='orjson' needs the orjson package: pip install 'pywyre[fast]'",
+                    name="orjson",
+                ) from exc
         return default_codec()
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+
+
+def _check_seconds(
+    name: str, value: object, *, allow_none: bool = True, allow_zero: bool = False
+) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value}")

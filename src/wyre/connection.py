@@ -1,48 +1,67 @@
-"""A Connection: one open socket, and the protocol driven over it.
+"""A Connection: one open socket, the asyncio driver of its protocol session.
 
-A frame's path, start to end: the transport calls :meth:`Connection.receive`
-with the payload; it is decoded, its direction read, and then
+The rules of the protocol live in :class:`~wyre.protocol.session.Session`;
+this module gives them an event loop. A frame's way, start to end:
 
-* a REQUEST runs the routed request handler (plain functions inline, coroutine
-  functions in a task of their own), whose answer goes back through
-  :meth:`Connection._answer`;
-* a MESSAGE runs the routed message handler (acknowledged first under
-  ``wyre.v2`` when it carries a key);
-* a REPLY, ERROR or PARTIAL settles the matching :class:`Request` in
-  ``_pending``;
-* ``wyre.v2`` control frames settle an acknowledged send (ACK) or cancel a
-  running handler (CANCEL).
+1. the transport calls :meth:`Connection.receive` with the payload;
+2. ``session.receive()`` decodes it and returns an event;
+3. :meth:`Connection.receive` dispatches the event:
 
-Anything that cannot be handled becomes an ``error`` event (and an ERROR
-reply when the frame carried a usable key); the connection goes on.
+   * ``IncomingRequest``: the routed request handler runs (a plain function
+     inline, a coroutine function through the :class:`~wyre.runner.Runner`);
+     its return value or ``ctx.reply()`` goes back through ``session.answer()``;
+   * ``IncomingMessage``: the routed message handler runs, the same way;
+   * ``AnswerReceived`` / ``AckReceived``: the waiting
+     :class:`~wyre.Request` / :class:`~wyre.Delivery` is settled;
+   * ``CancelReceived``: the handler running for that key is cancelled;
+   * ``FrameRejected``: reported (the session already sent any ERROR back).
+
+Every frame the session writes goes through :meth:`Connection._write`, the
+one choke point that checks the connection is open and watches the write
+buffer. The parts around the session, each in its own module:
+:class:`~wyre.runner.Runner` (handler tasks and their limit),
+:class:`~wyre.flow.Flow` (when to stop reading; slow peers) and
+:class:`~wyre.reporting.Reporter` (where failures go). Deadlines are here:
+one timer per connection, for the earliest one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from functools import partial
 from inspect import isawaitable
-from random import getrandbits
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from .context import ANSWERED, CANCELLED, Context
+from .context import Context
 from .exceptions import (
-    CodecError,
     ConnectionClosed,
-    LimitExceeded,
     LocalProtocolError,
-    RemoteProtocolError,
     RequestError,
     WyreError,
+    preview,
 )
-from .protocol import SUBPROTOCOL, Direction, parse_direction
-from .protocol.direction import SPELLINGS as _SPELLINGS
+from .flow import DONE, OPENING, QUEUE_FULL, STOPPED, Flow
+from .protocol import Direction
+from .protocol.events import (
+    OPEN,
+    AckReceived,
+    AnswerDropped,
+    AnswerReceived,
+    CancelReceived,
+    FrameRejected,
+    IncomingMessage,
+    IncomingRequest,
+)
+from .protocol.negotiation import extensions_agreed
+from .protocol.pending import Pending
+from .protocol.session import Session
 from .request import Callback, Delivery, Request, call_back
+from .runner import Runner
 from .transport import TransportClosing
 
 if TYPE_CHECKING:
@@ -51,69 +70,46 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection"]
 
-_UNSET: Any = object()
+
+class _Unset:
+    """The type of :data:`UNSET`: "not given", as opposed to None ("no limit")."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
 
 REQUEST = Direction.REQUEST
 REPLY = Direction.REPLY
 ERROR = Direction.ERROR
 PARTIAL = Direction.PARTIAL
-MESSAGE = Direction.MESSAGE
-ACK = Direction.ACK
-CANCEL = Direction.CANCEL
-_WIRE = {direction: direction.value for direction in Direction}  # plain str, as sent
-
-# Keys of requests we gave up on (timeout, cancellation) are remembered for a
-# while, so that their late answers are dropped quietly instead of being
-# reported as protocol errors.
-_ABANDONED_MEMORY = 1024
 
 # Deadlines falling within this many seconds of each other expire together.
 _SWEEP_SLACK = 0.01
 
-# Version and variant bits of a uuid4, placed into 128 random bits.
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+_FLAGS = frozenset({"binary", "compress", "mask"})
 
 
-def new_key() -> str:
-    """A fresh uuid4 string for a request key.
-
-    Keys only need to be unique among one connection's pending requests, not
-    secret, so the fast ``random`` generator stands in for ``os.urandom``.
-    """
-    h = "%032x" % ((getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-class _Done:
-    """An awaitable that is already complete: what a send returns when no wait is needed."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield  # pragma: no cover - makes this a generator
-
-    def done(self) -> bool:
-        return True
-
-
-DONE = _Done()
-
-
-def _split_options(options: Any, callback: Any, flags: dict[str, Any]) -> Callback | None:
+def _split_options(options: Any, callback: Callback | None) -> tuple[Callback | None, bool]:
     """Accept the original's ``(message[, options], callback)`` argument shapes.
 
-    ``options`` (not None) may be the callback itself, or a dict of flags
-    (``binary``, ``compress``, ``mask``) merged into ``flags``.
+    ``options`` may be the callback itself, or a dict of the original's flags
+    (``binary``, ``compress``, ``mask``). Returns the callback and ``binary``.
+
+    Raises:
+        TypeError: anything else, or an unknown flag.
     """
     if callable(options) and callback is None:
-        return options  # type: ignore[no-any-return]
+        return options, False
     if not isinstance(options, dict):
         raise TypeError(f"options must be a dict of flags, not {type(options).__name__}")
-    for name, value in options.items():
-        flags.setdefault(name, value)
-    return callback  # type: ignore[no-any-return]
+    unknown = set(options) - _FLAGS
+    if unknown:
+        raise TypeError(f"unknown option {sorted(unknown)[0]!r}: expected binary, compress, mask")
+    return callback, bool(options.get("binary"))
 
 
 class Connection:
@@ -126,6 +122,7 @@ class Connection:
 
     Attributes:
         id: a uuid4 made by this side when the socket opened.
+        endpoint: the Server or Client it belongs to.
         extensions: whether both ends speak ``wyre.v2`` (acknowledged sends,
             cancellation); otherwise the original semantics apply.
         close_code, close_reason: set once the connection is closed.
@@ -133,77 +130,58 @@ class Connection:
 
     # Slots keep an idle connection small: a server may hold many thousands.
     __slots__ = (
-        "_abandoned",
-        "_acks",
         "_closing",
-        "_decode",
-        "_drained",
-        "_encode",
+        "_early",
         "_find_message",
         "_find_request",
-        "_get_direction",
-        "_get_key",
-        "_get_type",
+        "_flow",
+        "_log",
         "_loop",
-        "_max_pending",
-        "_max_running",
-        "_message_tasks",
-        "_pending",
-        "_reading_paused",
-        "_reading_stopped",
+        "_reporter",
         "_request_timeout",
-        "_requires_dict",
-        "_running",
-        "_set_direction",
-        "_set_key",
+        "_runner",
+        "_session",
         "_state",
         "_sweeper",
         "_transport",
-        "_write_limit",
         "close_code",
         "close_reason",
         "endpoint",
         "extensions",
         "id",
-        "logger",
     )
 
     def __init__(self, endpoint: Endpoint, transport: Transport) -> None:
         self.id = str(uuid.uuid4())
         self.endpoint = endpoint
-        self.logger = endpoint.logger
-        self.extensions = transport.subprotocol == SUBPROTOCOL
+        self.extensions = extensions_agreed(transport.subprotocol)
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._closing: asyncio.Task[None] | None = None
-        options = endpoint.options
-        self._request_timeout = options.request_timeout
-        self._max_pending = options.max_pending_requests
-        self._max_running = options.max_running_handlers
-        self._write_limit = options.write_limit
-        envelope = endpoint.envelope
-        self._decode = envelope.codec.decode
-        self._encode = envelope.codec.encode
-        self._get_key = envelope.get_key
-        self._set_key = envelope.set_key
-        self._get_direction = envelope.get_direction
-        self._set_direction = envelope.set_direction
-        self._get_type = envelope.get_type
-        self._requires_dict = envelope.requires_dict
-        self._find_request = endpoint.router.find_request
-        self._find_message = endpoint.router.find_message
-        self._pending: dict[Any, Request] = {}
-        self._acks: dict[Any, Delivery] = {}
-        self._abandoned: dict[Any, None] = {}
-        self._running: dict[Any, tuple[asyncio.Task[None], Context]] = {}
-        self._message_tasks: set[asyncio.Future[Any]] = set()
-        self._reading_paused = False
-        self._reading_stopped = False
-        self._drained: asyncio.Future[None] | None = None
+        self._early: list[str | bytes] | None = None
         self._state: dict[str, Any] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        options = endpoint.options
+        self._request_timeout = options.request_timeout
+        self._reporter = endpoint.reporter
+        self._log = endpoint.reporter.log
+        self._find_request = endpoint.router.find_request
+        self._find_message = endpoint.router.find_message
+        self._session = Session(
+            endpoint.envelope,
+            extensions=self.extensions,
+            write=self._write,
+            max_pending=options.max_pending_requests,
+            max_bad_frames=options.max_bad_frames,
+        )
+        self._flow = Flow(transport, options.write_limit, options.write_timeout, self._stalled)
+        self._runner = Runner(
+            options.max_running_handlers,
+            options.max_queued_handlers,
+            lambda full: self._flow.hold(QUEUE_FULL, full),
+        )
 
     # -- public API --------------------------------------------------------
 
@@ -221,7 +199,7 @@ class Connection:
 
     @property
     def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the handshake."""
+        """The subprotocol agreed in the handshake: an application's, ``wyre.v2``, or None."""
         return self._transport.subprotocol
 
     @property
@@ -236,7 +214,7 @@ class Connection:
     @property
     def pending_requests(self) -> int:
         """Outgoing requests still waiting for their reply."""
-        return len(self._pending)
+        return self._session.pending_requests
 
     def send(
         self,
@@ -245,61 +223,50 @@ class Connection:
         callback: Callback | None = None,
         *,
         ack: bool | None = None,
-        timeout: float | None = _UNSET,
-        **flags: Any,
+        timeout: float | _Unset | None = UNSET,
+        binary: bool = False,
+        compress: bool | None = None,
+        mask: bool | None = None,
     ) -> Awaitable[None]:
-        """Send a one-way message.
+        """Send a one-way message (a dict); it is not modified.
 
         With ``ack`` (the default when a callback is given, as the original
         promised the callback fires once the other end received the message)
-        and a ``wyre.v2`` peer, the message gets a key and the returned
-        awaitable resolves when the peer acknowledges it (after decoding,
-        before its handler runs), or fails with RequestTimeout after
-        ``timeout``. Without ``ack``, or with a peer speaking the original
-        protocol, it resolves once the frame is handed to the socket and the
-        write buffer is below the high-water mark.
+        and a ``wyre.v2`` peer, a copy of the message gets a key and the
+        returned awaitable resolves when the peer acknowledges it (after
+        decoding, before its handler runs), or fails with RequestTimeout after
+        ``timeout`` (default: ``request_timeout``). Without ``ack``, or with a
+        peer speaking the original protocol, it resolves once the frame is
+        handed to the socket and the write buffer is below ``write_limit``.
 
         Flags: ``binary`` sends a binary frame; ``compress`` and ``mask`` are
         accepted for compatibility (compression is negotiated per connection,
         a client always masks and a server never does, as RFC 6455 requires).
 
-        Raises (from the awaitable, or to the callback):
-            ConnectionClosed: the connection is closed.
-            RequestTimeout: no acknowledgement in time.
-            LocalProtocolError, CodecError: the message cannot be sent.
+        Raises:
+            TypeError: ``message`` is not a dict, or an unknown option.
+            ConnectionClosed, RequestTimeout, CodecError, LocalProtocolError:
+                from the awaitable (or to the callback).
         """
         if options is not None:
-            callback = _split_options(options, callback, flags)
+            callback, binary = _split_options(options, callback)
         if ack is None:
             ack = callback is not None
-        binary = bool(flags) and bool(flags.get("binary"))
         if not (ack and self.extensions):
             try:
-                written = self._send_now(message, binary)
+                self._session.send(message, binary)
             except WyreError as exc:
                 return self._failed(exc, callback)
             if callback is not None:
                 self._loop.call_soon(call_back, callback, self, None)
-            return written
+            return self._flow.waiter()
         delivery = Delivery(self, callback)
         try:
-            key = self._get_key(message)
-            if key is None:
-                key = new_key()
-                self._set_key(message, key)
-            if key in self._acks:
-                raise LocalProtocolError(f"a send with key {key!r} is already awaiting its ACK")
-            delivery.key = key
-            self._acks[key] = delivery
-            self._send_now(message, binary)
+            self._session.send_acked(message, delivery, binary)
         except WyreError as exc:
-            self._acks.pop(delivery.key, None)
             delivery._fail(exc)
             return delivery
-        except Exception as exc:
-            delivery._fail(LocalProtocolError(f"cannot send this message: {exc}", frame=message))
-            return delivery
-        self._watch(delivery, self._request_timeout if timeout is _UNSET else timeout)
+        self._watch(delivery, timeout)
         return delivery
 
     def request(
@@ -308,59 +275,37 @@ class Connection:
         options: Any = None,
         callback: Callback | None = None,
         *,
-        timeout: float | None = _UNSET,
-        **flags: Any,
+        timeout: float | _Unset | None = UNSET,
+        binary: bool = False,
+        compress: bool | None = None,
+        mask: bool | None = None,
     ) -> Request:
         """Send a request; the result is awaited for the reply's :class:`Context`.
 
-        Sets ``direction`` to REQUEST and a uuid4 ``key`` unless the message
-        has one (the message object is modified, as in the original). The
-        request fails with RequestTimeout after ``timeout`` seconds (default:
-        the endpoint's ``request_timeout``; ``None`` waits for ever).
+        A copy of ``message`` is sent with ``direction`` REQUEST and the
+        message's ``key``, or a fresh uuid4 one (the caller's dict is not
+        modified, so one dict can be reused). The request fails with
+        RequestTimeout after ``timeout`` seconds (default: the endpoint's
+        ``request_timeout``; ``None`` waits for ever).
 
         The callback, if given, is called as ``cb(None, None, partial)`` for
         each partial, then ``cb(None, reply)`` or ``cb(error)``.
 
-        Raises (from the awaitable, or to the callback): RequestError,
-        RequestTimeout, ConnectionClosed, LimitExceeded (too many pending
-        requests; nothing was sent), LocalProtocolError, CodecError.
+        Raises:
+            TypeError: ``message`` is not a dict, or an unknown option.
+            RequestError, RequestTimeout, ConnectionClosed, LimitExceeded (too
+                many pending requests; nothing was sent), LocalProtocolError,
+                CodecError: from the awaitable (or to the callback).
         """
         if options is not None:
-            callback = _split_options(options, callback, flags)
+            callback, binary = _split_options(options, callback)
         request = Request(self, callback)
-        if self.close_code is not None:
-            request._fail(self._closed_error())
-            return request
-        if len(self._pending) >= self._max_pending:
-            request._fail(LimitExceeded(f"{self._max_pending} requests already pending"))
-            return request
         try:
-            key = self._get_key(message)
-            if key is None:
-                key = new_key()
-            self._stamp(message, key, "REQUEST")
-        except Exception as exc:
-            request._fail(
-                LocalProtocolError(f"cannot make a request of this: {exc}", frame=message)
-            )
-            return request
-        try:
-            duplicate = key in self._pending
-        except TypeError:  # an unhashable key set by the caller
-            request._fail(LocalProtocolError(f"a request key must be a string, not {key!r}"))
-            return request
-        if duplicate:
-            request._fail(LocalProtocolError(f"a request with key {key!r} is already pending"))
-            return request
-        request.key = key
-        self._pending[key] = request
-        try:
-            self._send_now(message, bool(flags.get("binary")))
+            self._session.request(message, request, binary)
         except WyreError as exc:
-            self._pending.pop(key, None)
             request._fail(exc)
             return request
-        self._watch(request, self._request_timeout if timeout is _UNSET else timeout)
+        self._watch(request, timeout)
         return request
 
     def close(
@@ -387,7 +332,7 @@ class Connection:
             await self._transport.close(code, reason)
         except (Exception, asyncio.CancelledError):
             # A failed or interrupted closing handshake still ends the connection.
-            self.logger.debug("closing handshake failed", exc_info=True)
+            self._log.debug("closing handshake failed", connection=self)
             self._transport.abort()
         if self.close_code is None:
             self.connection_lost(code, reason)
@@ -396,54 +341,82 @@ class Connection:
         state = "open" if self.close_code is None else f"closed {self.close_code}"
         return f"<Connection {self.id} {state}>"
 
+    # -- from the endpoint -------------------------------------------------
+
+    def start(self, greet: Callable[[Connection], Any] | None) -> None:
+        """Run the ``connection`` handler; frames wait until a coroutine one finished.
+
+        So a handler that loads the user before anything else happens sees
+        no request race it. It is bounded by ``open_timeout``; a handler that
+        raises or times out closes the connection with 1011.
+        """
+        if greet is None:
+            return
+        try:
+            result = greet(self)
+        except Exception as exc:
+            self._reporter.report(exc, connection=self, raised_by=greet)
+            self.close(1011, "connection handler failed")
+            return
+        if result is None or not isawaitable(result):
+            return
+        self._early = []
+        self._flow.hold(OPENING, True)
+        self.endpoint.spawn(self._greeted(greet, result))
+
+    async def _greeted(self, greet: Callable[..., Any], awaitable: Awaitable[Any]) -> None:
+        try:
+            async with asyncio.timeout(self.endpoint.options.open_timeout):
+                await awaitable
+        except Exception as exc:
+            self._early = None
+            self._reporter.report(exc, connection=self, raised_by=greet)
+            self.close(1011, "connection handler failed")
+            return
+        early, self._early = self._early, None
+        for data in early or ():
+            if self.close_code is not None:
+                return
+            self.receive(data)
+        self._flow.hold(OPENING, False)
+
+    def stop_reading(self) -> None:
+        """Read no more frames (shutdown); answers can still be sent."""
+        self._flow.hold(STOPPED, True)
+
+    def handler_tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks of the coroutine handlers running for this connection."""
+        return self._runner.tasks()
+
     # -- from the transport ------------------------------------------------
 
     def receive(self, data: str | bytes) -> None:
         """Handle one received frame; never raises (see the module docstring)."""
-        try:
-            message = self._decode(data)
-        except Exception as exc:
-            self._reject(CodecError(f"undecodable frame ({type(exc).__name__})", frame=data))
+        if self._early is not None:
+            self._early.append(data)  # the connection handler is still running
             return
-        if self._requires_dict and message.__class__ is not dict:
-            self._reject(RemoteProtocolError("frame is not a JSON object", frame=data))
-            return
-        try:
-            direction = self._get_direction(message)
-            direction = _SPELLINGS.get(direction) or parse_direction(direction)
-            if direction is REQUEST:
-                self._on_request(message, data)
-            elif direction is REPLY or direction is ERROR or direction is PARTIAL:
-                self._on_answer(message, direction, data)
-            elif direction is MESSAGE:
-                if self.extensions:
-                    key = self._get_key(message)
-                    if key is not None:
-                        self._control(ACK, key)
-                type_ = self._get_type(message)
-                handler = self._find_message(type_)
-                if handler is None:
-                    self.logger.info("no message handler for type %r", type_)
-                    return
-                self._on_message(handler, Context(message, type_, self, None, MESSAGE))
-            elif self.extensions and direction is ACK:
-                delivery = self._acks.pop(self._get_key(message), None)
-                if delivery is not None:
-                    delivery._resolve(None)
-            elif self.extensions and direction is CANCEL:
-                running = self._running.get(self._get_key(message))
-                if running is not None:
-                    task, context = running
-                    context._state = CANCELLED
-                    task.cancel()
-            else:
-                raise RemoteProtocolError(
-                    f"unknown direction {self._get_direction(message)!r}", frame=data
-                )
-        except RemoteProtocolError as exc:
-            self._reject(exc, message)
-        except Exception as exc:
-            self._reject(RemoteProtocolError(f"cannot handle frame: {exc!r}", frame=data), message)
+        event = self._session.receive(data)
+        cls = event.__class__
+        if cls is IncomingRequest:
+            self._on_request(event)  # type: ignore[arg-type]
+        elif cls is AnswerReceived:
+            self._on_answer(event)  # type: ignore[arg-type]
+        elif cls is IncomingMessage:
+            self._on_message(event)  # type: ignore[arg-type]
+        elif cls is AckReceived:
+            delivery: Any = event.pending  # type: ignore[union-attr]
+            delivery._resolve(None)
+        elif cls is CancelReceived:
+            self._runner.cancel(event.request.key)  # type: ignore[union-attr]
+        elif cls is FrameRejected:
+            self._on_rejected(event)  # type: ignore[arg-type]
+        elif cls is AnswerDropped:
+            self._log.debug(
+                "dropped late %s for %s",
+                event.direction,  # type: ignore[union-attr]
+                event.key,  # type: ignore[union-attr]
+                connection=self,
+            )
 
     def connection_lost(self, code: int, reason: str) -> None:
         """The socket closed: fail everything pending, cancel handlers, emit ``close``."""
@@ -455,332 +428,189 @@ class Connection:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        pending, self._pending = self._pending, {}
-        for request in pending.values():
-            request._fail(error)
-        acks, self._acks = self._acks, {}
-        for delivery in acks.values():
-            delivery._fail(error)
-        for task, context in list(self._running.values()):
-            context._state = CANCELLED
-            task.cancel()
-        for message_task in list(self._message_tasks):
-            message_task.cancel()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_exception(error)
-            self._drained.exception()
-        self.endpoint._connection_closed(self)
+        for pending in self._session.close():
+            pending._fail(error)  # type: ignore[attr-defined]
+        self._early = None
+        self._runner.cancel_all()
+        self._flow.lost(error)
+        self.endpoint.detach(self)
 
     # -- incoming ----------------------------------------------------------
 
-    def _on_request(self, message: Any, data: str | bytes) -> None:
-        key = self._get_key(message)
-        if key.__class__ is not str:
-            raise RemoteProtocolError(
-                "request without a key" if key is None else f"request key is not a string: {key!r}",
-                frame=data,
-            )
-        type_ = self._get_type(message)
-        context = Context(message, type_, self, key, REQUEST)
-        if key in self._running:
-            self._reply_error(context, "DuplicateKey", f"request {key} is already running")
-            raise RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
+    def _on_request(self, request: IncomingRequest) -> None:
+        type_ = request.type
+        context = Context(request.message, type_, self, request.key, REQUEST, request)
         handler = self._find_request(type_)
         if handler is None:
-            self.logger.warning("no request handler for type %r", type_)
-            self._reply_error(context, "NoHandler", f"no request handler for type {type_!r}")
+            name = preview(type_, 60)
+            self._session.answer_error(request, "NoHandler", f"no request handler for type {name}")
+            self._log.log(
+                logging.WARNING, "no request handler for type %s", name, connection=self,
+                kind="no request handler",
+            )  # fmt: skip
             return
         try:
             result = handler(context)
         except Exception as exc:
-            self._handler_failed(context, exc)
+            self._handler_failed(context, handler, exc)
             return
         if result is None:
+            if request.state == OPEN:  # the original's style: ctx.reply() later
+                self._log.debug("%r left request %s open", handler, request.key, connection=self)
             return
-        if result.__class__ is dict:
-            if not context._state:
-                self._finish(context, result)
-            return
-        if result.__class__ is CoroutineType or isawaitable(result):
-            task = self._loop.create_task(self._run_handler(context, result))
-            self._running[key] = (task, context)
-            task.add_done_callback(partial(self._handler_done, key, result))
-            if self._busy() >= self._max_running:
-                self._update_reading()
-        elif not context._state:
-            self._finish(context, result)
+        if result.__class__ is CoroutineType or (
+            result.__class__ is not dict and isawaitable(result)
+        ):
+            job = partial(self._serve_request, context, handler, result)
+            self._runner.submit(request.key, job, result)
+        elif request.state == OPEN:
+            self._reply(context, handler, result)
 
-    def _on_message(self, handler: Callable[..., Any], context: Context) -> None:
-        """Run a message handler; a coroutine one counts toward ``max_running_handlers``."""
+    async def _serve_request(
+        self, context: Context, handler: Callable[..., Any], awaitable: Awaitable[Any]
+    ) -> None:
         try:
-            result = handler(context)
+            result = await awaitable
         except Exception as exc:
-            self.endpoint._handler_raised(handler, exc)
+            self._handler_failed(context, handler, exc)
             return
-        if result is not None and isawaitable(result):
-            task = self.endpoint._spawn(self.endpoint._await(handler, result))
-            self._message_tasks.add(task)
-            task.add_done_callback(self._message_done)
-            if self._busy() >= self._max_running:
-                self._update_reading()
-
-    def _message_done(self, task: asyncio.Future[Any]) -> None:
-        self._message_tasks.discard(task)
-        if self._reading_paused:
-            self._update_reading()
-
-    def _busy(self) -> int:
-        """Coroutine handlers running for this connection: requests and messages."""
-        return len(self._running) + len(self._message_tasks)
-
-    def _handler_tasks(self) -> list[asyncio.Future[Any]]:
-        """The tasks of the coroutine handlers running for this connection."""
-        return [task for task, _ in self._running.values()] + list(self._message_tasks)
-
-    async def _run_handler(self, context: Context, coroutine: Awaitable[Any]) -> None:
-        try:
-            result = await coroutine
-        except asyncio.CancelledError:
-            context._state = CANCELLED  # a cancelled handler's answer is never sent
-        except Exception as exc:
-            self._handler_failed(context, exc)
-        else:
-            if result is not None and not context._state:
-                self._finish(context, result)
-
-    def _handler_done(self, key: Any, awaitable: Any, task: asyncio.Task[None]) -> None:
-        """Forget a finished handler task; it may have been cancelled before it started."""
-        entry = self._running.get(key)
-        if entry is not None and entry[0] is task:
-            del self._running[key]
-        if task.cancelled() and asyncio.iscoroutine(awaitable):
-            awaitable.close()  # never started: close it, or Python warns it was never awaited
-        if self._reading_paused:
-            self._update_reading()
-
-    def _finish(self, context: Context, result: Any) -> None:
-        """Send a handler's return value as the REPLY (the lean path of ``reply()``)."""
-        try:
-            self._stamp(result, context.key, "REPLY")
-        except Exception as exc:
-            error = LocalProtocolError(f"a handler must return an object: {exc}", frame=result)
-            self._handler_failed(context, error)
+        request = context._request
+        assert request is not None
+        if request.state != OPEN:
             return
-        try:
-            self._send_now(result, False)
-        except WyreError as exc:
-            self._handler_failed(context, exc)
-        else:
-            context._state = ANSWERED
+        if result is not None:
+            self._reply(context, handler, result)
+            return
+        # A coroutine handler that ends without answering has forgotten to:
+        # say so now rather than let the requester wait out its timeout.
+        self._log.log(
+            logging.WARNING, "request handler %r returned without answering request %s",
+            handler, request.key, connection=self, kind="no reply",
+        )  # fmt: skip
+        self._session.answer_error(
+            request, "NoReply", f"the handler for type {preview(context.type, 60)} sent no reply"
+        )
 
-    def _handler_failed(self, context: Context, exc: BaseException) -> None:
+    def _reply(self, context: Context, handler: Callable[..., Any], result: Any) -> None:
+        """Send a handler's return value as the REPLY."""
+        request = context._request
+        assert request is not None
+        try:
+            self._session.answer(request, REPLY, result)
+        except Exception as exc:
+            self._handler_failed(context, handler, exc)
+
+    def _handler_failed(
+        self, context: Context, handler: Callable[..., Any], exc: Exception
+    ) -> None:
+        """A request handler raised (or its answer could not be sent): ERROR back, report."""
         if isinstance(exc, ConnectionClosed):
             return
-        self.logger.error("request handler for %r raised", context.type, exc_info=exc)
-        if not context._state and self.close_code is None:
+        request = context._request
+        if request is not None and request.state == OPEN and self.close_code is None:
             detail = (
                 "".join(traceback.format_exception(exc))
                 if self.endpoint.options.debug_errors
                 else None
             )
-            self._reply_error(context, type(exc).__name__, str(exc), detail)
-        with contextlib.suppress(Exception):
-            exc.connection = self  # type: ignore[attr-defined]
-        self.endpoint._emit_error(exc, logged=True)
+            self._session.answer_error(request, type(exc).__name__, str(exc), detail)
+        self._reporter.report(exc, connection=self, raised_by=handler)
 
-    def _on_answer(self, message: Any, direction: Direction, data: str | bytes) -> None:
-        key = self._get_key(message)
-        pending = self._pending
-        request = pending.get(key) if direction is PARTIAL else pending.pop(key, None)
-        if request is not None:
-            context = Context(message, self._get_type(message), self, key, direction)
-            if direction is PARTIAL:
-                request._partial(context)
-            elif direction is REPLY:
-                request._resolve(context)
-            else:
-                request._fail(RequestError(context))
+    def _on_message(self, event: IncomingMessage) -> None:
+        type_ = event.type
+        handler = self._find_message(type_)
+        if handler is None:
+            self._log.log(
+                logging.INFO, "no message handler for type %s", preview(type_, 60),
+                connection=self, kind="no message handler",
+            )  # fmt: skip
             return
-        if key.__class__ is not str:
-            raise RemoteProtocolError(f"{direction} key is not a string: {key!r}", frame=data)
-        if key in self._abandoned:
-            self.logger.debug("dropped late %s for %s", direction, key)
+        context = Context(event.message, type_, self, event.key, Direction.MESSAGE)
+        try:
+            result = handler(context)
+        except Exception as exc:
+            self._reporter.report(exc, connection=self, raised_by=handler)
             return
-        raise RemoteProtocolError(f"{direction} for unknown key {key!r}", frame=data)
+        if result is not None and isawaitable(result):
+            job = partial(self._serve_message, handler, result)
+            self._runner.submit(None, job, result)
 
-    def _reject(self, error: WyreError, message: Any = None) -> None:
-        """Report a frame that cannot be handled; answer it if it may be a keyed request.
+    async def _serve_message(self, handler: Callable[..., Any], awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except Exception as exc:
+            self._reporter.report(exc, connection=self, raised_by=handler)
 
-        Frames that are themselves answers (REPLY, ERROR, PARTIAL, ACK, CANCEL)
-        never get an ERROR back: two ends rejecting each other's answers would
-        loop for ever.
-        """
-        error.connection = self
-        if message is not None and self.close_code is None:
-            try:
-                key = self._get_key(message)
-                direction = parse_direction(self._get_direction(message))
-                running = key in self._running
-            except Exception:
-                key, direction, running = None, None, True
-            if key is not None and direction in (REQUEST, None) and not running:
-                self._reply_error(
-                    Context(message, None, self, key, REQUEST), type(error).__name__, str(error)
-                )
-        self.endpoint._emit_error(error)
+    def _on_answer(self, event: AnswerReceived) -> None:
+        request: Any = event.pending
+        direction = event.direction
+        context = Context(event.message, event.type, self, event.key, direction)
+        if direction is PARTIAL:
+            request._partial(context)
+        elif direction is REPLY:
+            request._resolve(context)
+        else:
+            request._fail(RequestError(context))
+
+    def _on_rejected(self, event: FrameRejected) -> None:
+        self._reporter.report(event.error, connection=self, kind="bad frame")
+        close = self._session.penalise(self._loop.time())
+        if close is not None and self._closing is None:
+            self._log.log(logging.WARNING, "closing: %s", close[1], connection=self)
+            self.close(*close)
 
     # -- outgoing ----------------------------------------------------------
 
     def _answer(
         self,
         context: Context,
-        message: Any,
         direction: Direction,
+        message: Any,
         options: Any,
         callback: Callback | None,
-        flags: dict[str, Any],
+        binary: bool,
     ) -> Awaitable[None]:
         """Send a REPLY, ERROR or PARTIAL for ``context`` (see :class:`Context`)."""
         if options is not None:
-            callback = _split_options(options, callback, flags)
-        if context._state or context.direction is not REQUEST:
-            if context._state is CANCELLED:
-                return DONE  # the requester gave up; its handler's answers are dropped
-            if context.direction is not REQUEST:
-                raise LocalProtocolError(f"cannot answer a {context.direction}: only a REQUEST")
-            raise LocalProtocolError(f"request {context.key} was already answered")
-        if direction is not PARTIAL:
-            context._state = ANSWERED
-        if message is None:
-            message = {}
+            callback, binary = _split_options(options, callback)
+        request = context._request
+        if request is None:
+            raise LocalProtocolError(f"cannot answer a {context.direction}: only a REQUEST")
         try:
-            self._stamp(message, context.key, _WIRE[direction])
-        except Exception as exc:
-            raise LocalProtocolError(f"an answer must be an object: {exc}", frame=message) from exc
-        try:
-            written = self._send_now(message, bool(flags) and bool(flags.get("binary")))
+            sent = self._session.answer(request, direction, message, binary)
+        except LocalProtocolError:
+            raise  # already answered: a mistake in the caller's code
         except WyreError as exc:
             return self._failed(exc, callback)
         if callback is not None:
             self._loop.call_soon(call_back, callback, self, None)
-        return written
+        return self._flow.waiter() if sent else DONE
 
-    def _reply_error(
-        self, context: Context, name: str, text: str, detail: str | None = None
-    ) -> None:
-        """Send the safe ERROR reply that reports a failure we caught."""
-        body: dict[str, Any] = {"error": name, "message": text}
-        if detail is not None:
-            body["traceback"] = detail
-        context._state = ANSWERED
-        try:
-            self._stamp(body, context.key, "ERROR")
-            self._send_now(body, False)
-        except WyreError:
-            self.logger.debug("could not send an error reply", exc_info=True)
-
-    def _control(self, direction: Direction, key: Any) -> None:
-        """Send a ``wyre.v2`` control frame (ACK, CANCEL)."""
-        body: dict[str, Any] = {}
-        self._stamp(body, key, _WIRE[direction])
-        try:
-            self._send_now(body, False)
-        except WyreError:
-            self.logger.debug("could not send %s", direction, exc_info=True)
-
-    def _stamp(self, message: Any, key: Any, direction: str) -> None:
-        """Write the key and direction into an outgoing message.
-
-        Raises whatever the message raises when it cannot hold them (e.g. a
-        list under the default envelope); callers turn that into their error.
-        """
-        if self._requires_dict:  # the default envelope: fields at the top level
-            message["key"] = key
-            message["direction"] = direction
-        else:
-            self._set_key(message, key)
-            self._set_direction(message, direction)
-
-    def _send_now(self, message: Any, binary: bool) -> Awaitable[None]:
-        """Encode and write one frame; the awaitable waits out a full write buffer.
+    def _write(self, data: str | bytes, binary: bool) -> None:
+        """Write one frame: the choke point every frame of this connection passes.
 
         Raises:
-            ConnectionClosed: the connection is closed.
-            CodecError: the message cannot be encoded.
+            ConnectionClosed: the connection is closed or closing.
         """
         if self.close_code is not None or self._closing is not None:
             raise self._closed_error()  # closed, or close() was called: nothing more goes out
-        try:
-            data = self._encode(message)
-        except Exception as exc:
-            raise CodecError(f"cannot encode message ({exc})", frame=message) from exc
         try:
             self._transport.write(data, binary)
         except TransportClosing as exc:
             raise self._closed_error() from exc
         except Exception as exc:
-            self.logger.debug("write failed", exc_info=True)
+            self._log.debug("write failed: %s", exc, connection=self)
             self._transport.abort()
             self.connection_lost(1006, "write failed")
             raise self._closed_error() from exc
-        if self._transport.write_buffer_size() > self._write_limit:
-            return self._congested()
-        return DONE
+        self._flow.wrote()
 
-    def _congested(self) -> asyncio.Future[None]:
-        """Start waiting for the peer to read: pause reading it, bound the wait."""
-        if self._drained is None:
-            self._drained = self._loop.create_future()
-            self._update_reading()
-            self._loop.create_task(self._drain())
-        return self._drained
-
-    async def _drain(self) -> None:
-        drained = self._drained
-        assert drained is not None
-        try:
-            async with asyncio.timeout(self.endpoint.options.write_timeout):
-                await self._transport.drain()
-        except TimeoutError:
-            self.logger.warning(
-                "peer %s read nothing for %s s: dropping it",
-                self.id,
-                self.endpoint.options.write_timeout,
-            )
+    def _stalled(self, why: str) -> None:
+        """The peer stopped reading (or a write failed): drop it."""
+        if self.close_code is None:
+            self._log.log(logging.WARNING, "dropping peer %s: %s", self.id, why, connection=self)
             self._transport.abort()
-            self.connection_lost(1006, "peer stopped reading")
-        except Exception:
-            self.connection_lost(1006, "write failed")
-        else:
-            if not drained.done():
-                drained.set_result(None)
-        finally:
-            self._drained = None
-            self._update_reading()
-
-    def _update_reading(self) -> None:
-        """Pause or resume reading the socket: the single place that decides.
-
-        Reading pauses while the server shuts down, while the write buffer
-        waits for the peer, and while ``max_running_handlers`` handlers run:
-        backpressure reaches the peer through TCP instead of piling up tasks.
-        """
-        if self.close_code is not None:
-            return
-        pause = (
-            self._reading_stopped or self._drained is not None or self._busy() >= self._max_running
-        )
-        if pause != self._reading_paused:
-            self._reading_paused = pause
-            if pause:
-                self._transport.pause_reading()
-            else:
-                self._transport.resume_reading()
-
-    def _stop_reading(self) -> None:
-        """Read no more frames (shutdown); answers can still be sent."""
-        self._reading_stopped = True
-        self._update_reading()
+            self.connection_lost(1006, why)
 
     def _failed(self, exc: WyreError, callback: Callback | None) -> Awaitable[None]:
         """An awaitable already failed with ``exc``, reported to ``callback`` too.
@@ -791,28 +621,30 @@ class Connection:
         future: asyncio.Future[None] = self._loop.create_future()
         future.set_exception(exc)
         future.exception()
-        self.logger.debug("send failed: %s", exc)
+        self._log.debug("send failed: %s", exc, connection=self)
         if callback is not None:
             self._loop.call_soon(call_back, callback, self, exc)
         return future
 
-    def _closed_error(self, code: int | None = None, reason: str | None = None) -> ConnectionClosed:
-        error = ConnectionClosed(
-            code if code is not None else (self.close_code or 1006),
-            reason if reason is not None else (self.close_reason or ""),
-        )
+    def _closed_error(self) -> ConnectionClosed:
+        error = ConnectionClosed(self.close_code or 1006, self.close_reason or "")
         error.connection = self
         return error
 
-    def _watch(self, delivery: Delivery, timeout: float | None) -> None:
+    # -- deadlines ---------------------------------------------------------
+
+    def _watch(self, delivery: Delivery, timeout: float | _Unset | None) -> None:
         """Give ``delivery`` a deadline, enforced by :meth:`_sweep`.
 
         One timer per connection, not one per request: it is set for the
         earliest deadline, and requests sent later with the same timeout
         expire later, so the common case costs no timer work at all.
         """
+        if timeout is UNSET:
+            timeout = self._request_timeout
         if timeout is None:
             return
+        assert not isinstance(timeout, _Unset)
         delivery.timeout = timeout
         deadline = delivery.deadline = self._loop.time() + timeout
         if self._sweeper is None or deadline < self._sweeper.when():
@@ -824,41 +656,19 @@ class Connection:
         """Expire what is past its deadline; set the timer for the next deadline."""
         self._sweeper = None
         now = self._loop.time()
-        earliest: float | None = None
-        expired: list[Delivery] = []
-        for table in (self._pending, self._acks):
-            for delivery in table.values():
-                deadline = delivery.deadline
-                if deadline is None:
-                    continue
-                if deadline <= now:
-                    expired.append(delivery)
-                elif earliest is None or deadline < earliest:
-                    earliest = deadline
+        expired, earliest = self._session.expire(now)
         for delivery in expired:
-            delivery._expire()  # its callback may send and _watch() a new deadline
+            delivery._timed_out()  # type: ignore[attr-defined]
         if earliest is not None and self.close_code is None:
             # A little slack batches expiries that fall close together.
             when = max(earliest, now + _SWEEP_SLACK)
-            if self._sweeper is not None:
+            if self._sweeper is not None:  # a timed-out callback sent another request
                 if self._sweeper.when() <= when:
                     return
                 self._sweeper.cancel()
             self._sweeper = self._loop.call_at(when, self._sweep)
 
-    def _abandon(self, delivery: Delivery, *, cancelled: bool) -> None:
-        """Forget a request or acknowledged send we gave up on; tell a v2 peer."""
-        key = delivery.key
-        if key is None:
-            return
-        table: dict[Any, Any] = self._pending if isinstance(delivery, Request) else self._acks
-        if table.get(key) is not delivery:
-            return
-        del table[key]
-        self._abandoned[key] = None
-        if len(self._abandoned) > _ABANDONED_MEMORY:
-            del self._abandoned[next(iter(self._abandoned))]
-        if self.extensions and isinstance(delivery, Request) and self.close_code is None:
-            self._control(CANCEL, key)
-        if cancelled:
-            self.logger.debug("request %s cancelled", key)
+    def _abandon(self, pending: Pending) -> None:
+        """Forget a request or acknowledged send the application gave up on."""
+        if self._session.abandon(pending):
+            self._log.debug("%s cancelled", pending.describe(), connection=self)

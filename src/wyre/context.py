@@ -2,6 +2,13 @@
 
 It is also what a request resolves to (``reply.message`` is the reply object)
 and what ``RequestError.context`` and each partial reply carry.
+
+``message`` is the object exactly as the peer sent it, protocol fields
+(``key``, ``direction``, ``type``) included, as in the original: code ported
+from a JavaScript handler reads the same fields, and stripping them would
+cost a copy of every message. ``ctx.key`` and ``ctx.direction`` hold them
+too. Outgoing messages, on the other hand, are never modified: ``request()``,
+``send(ack=True)`` and the answers send a copy with the fields added.
 """
 
 from __future__ import annotations
@@ -10,18 +17,14 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from .protocol import Direction
+from .protocol.events import OPEN
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .protocol.events import IncomingRequest
     from .request import Callback
 
 __all__ = ["Context"]
-
-# A request's answer state: still open, answered (REPLY/ERROR sent), or
-# cancelled by the requester or by the connection closing.
-OPEN = 0
-ANSWERED = 1
-CANCELLED = 2
 
 
 class Context:
@@ -35,7 +38,7 @@ class Context:
         direction: its :class:`~wyre.Direction`.
     """
 
-    __slots__ = ("_state", "connection", "direction", "key", "message", "type")
+    __slots__ = ("_request", "connection", "direction", "key", "message", "type")
 
     def __init__(
         self,
@@ -44,53 +47,70 @@ class Context:
         connection: Connection,
         key: Any,
         direction: Direction,
+        request: IncomingRequest | None = None,
     ) -> None:
         self.message = message
         self.type = type_
         self.connection = connection
         self.key = key
         self.direction = direction
-        self._state = OPEN
+        self._request = request  # the session's record of a request's answer state
 
     @property
     def answered(self) -> bool:
         """Whether a REPLY or ERROR was sent (or the requester cancelled)."""
-        return self._state != OPEN
+        return self._request is not None and self._request.state != OPEN
 
     def reply(
         self,
         message: Any = None,
         options: Any = None,
         callback: Callback | None = None,
-        **flags: Any,
+        *,
+        binary: bool = False,
+        compress: bool | None = None,
+        mask: bool | None = None,
     ) -> Awaitable[None]:
-        """Answer the request: copy its key into ``message``, mark it REPLY, send it.
+        """Answer the request: send ``message`` (a copy, with the request's key) as its REPLY.
 
-        Ends the request; a second answer raises
-        :class:`~wyre.LocalProtocolError`. Awaitable like
-        :meth:`Connection.send <wyre.Connection.send>`; awaiting it is optional.
+        Ends the request. Awaitable like :meth:`Connection.send
+        <wyre.Connection.send>`; awaiting it is optional. After the requester
+        cancelled, the answer is dropped.
+
+        Raises:
+            LocalProtocolError: the request was already answered, or this
+                context is not a request.
+            TypeError: ``message`` is not a dict.
+            CodecError, ConnectionClosed: from the awaitable (or to the callback);
+                the request stays open after a CodecError, so an ERROR can follow.
         """
-        return self.connection._answer(self, message, Direction.REPLY, options, callback, flags)
+        return self.connection._answer(self, Direction.REPLY, message, options, callback, binary)
 
     def error(
         self,
         message: Any = None,
         options: Any = None,
         callback: Callback | None = None,
-        **flags: Any,
+        *,
+        binary: bool = False,
+        compress: bool | None = None,
+        mask: bool | None = None,
     ) -> Awaitable[None]:
         """Fail the request: like :meth:`reply`, marked ERROR."""
-        return self.connection._answer(self, message, Direction.ERROR, options, callback, flags)
+        return self.connection._answer(self, Direction.ERROR, message, options, callback, binary)
 
     def partial(
         self,
         message: Any = None,
         options: Any = None,
         callback: Callback | None = None,
-        **flags: Any,
+        *,
+        binary: bool = False,
+        compress: bool | None = None,
+        mask: bool | None = None,
     ) -> Awaitable[None]:
         """Send a piece of progress (PARTIAL); the request stays open."""
-        return self.connection._answer(self, message, Direction.PARTIAL, options, callback, flags)
+        return self.connection._answer(self, Direction.PARTIAL, message, options, callback, binary)
 
     def __repr__(self) -> str:
         return f"<Context {self.direction} type={self.type!r} key={self.key!r}>"

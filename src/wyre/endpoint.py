@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from inspect import isawaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from .config import Options
 from .connection import Connection
 from .protocol import Envelope
+from .reporting import Log, Reporter
 from .routing import Router
 
 if TYPE_CHECKING:
@@ -34,6 +34,12 @@ class Endpoint:
         self.options = Options(**options)
         self.logger = self.options.logger
         self.router = Router()
+        self.reporter = Reporter(
+            Log(self.logger, self.options.level),
+            lambda: self.router.untyped.get("error"),
+            self.spawn,
+        )
+        """Where failures go: the ``error`` handler, else the log (see :mod:`wyre.reporting`)."""
         self.envelope = Envelope(codec=self.options.make_codec())
         self._tasks: set[asyncio.Future[Any]] = set()
         self.connections: dict[str, Connection] = {}
@@ -67,15 +73,24 @@ class Endpoint:
           ``.connection``; a frame error also a ``.preview`` of the frame).
 
         Handlers may be plain or coroutine functions. Plain functions run
-        inline as the frame is read and are the cheapest; coroutine
-        functions run in a task of their own.
+        inline as the frame is read and are the cheapest, but one that blocks
+        (sleeps, does blocking I/O, computes for long) stalls every connection
+        of the process: make such work a coroutine handler that awaits, or
+        ``await asyncio.to_thread(...)`` it. Coroutine functions run in a task
+        of their own. A coroutine request handler that returns ``None``
+        without answering sends an ERROR ``NoReply`` at once; a plain one
+        may keep ``ctx`` and answer later (the original's style).
+
+        Registering again for the same event and type replaces the handler;
+        :meth:`off` removes it.
 
         Raises:
             ValueError: unknown event, or a type for an event without types.
+            TypeError: the handler is not callable.
         """
         if len(args) > 2:
             raise TypeError("on() takes an event, an optional type and a handler")
-        if args and callable(args[-1]):
+        if len(args) == 2 or (args and callable(args[0])):
             *rest, handler = args
             self.router.add(event, rest[0] if rest else None, handler)
             return handler
@@ -87,6 +102,14 @@ class Endpoint:
             return handler
 
         return register
+
+    def off(self, event: str, type_: str | int | None = None, /) -> None:
+        """Remove the handler for ``event`` (and ``type_``); nothing happens if there is none.
+
+        Raises:
+            ValueError: unknown event, or a type for an event without types.
+        """
+        self.router.remove(event, type_)
 
     def use(
         self, kind: str, getter: Callable[..., Any], setter: Callable[..., Any] | None = None
@@ -103,37 +126,7 @@ class Endpoint:
         """
         self.envelope = self.envelope.using(kind, getter, setter)
 
-    # -- events ------------------------------------------------------------
-
-    def _call(self, handler: Callable[..., Any], *args: Any) -> None:
-        """Run an event handler; a coroutine handler becomes a tracked task."""
-        try:
-            result = handler(*args)
-        except Exception as exc:
-            self._handler_raised(handler, exc)
-            return
-        if result is not None and isawaitable(result):
-            self._spawn(self._await(handler, result))
-
-    async def _await(self, handler: Callable[..., Any], awaitable: Any) -> None:
-        try:
-            await awaitable
-        except Exception as exc:
-            self._handler_raised(handler, exc)
-
-    def _handler_raised(self, handler: Callable[..., Any], exc: Exception) -> None:
-        self.logger.error("handler %r raised", handler, exc_info=exc)
-        if handler is not self.router.untyped.get("error"):
-            self._emit_error(exc, logged=True)
-
-    def _emit_error(self, exc: BaseException, *, logged: bool = False) -> None:
-        """Hand ``exc`` to the ``error`` handler; without one, log it (once)."""
-        handler = self.router.untyped.get("error")
-        if handler is None:
-            if not logged:
-                self.logger.warning("%s: %s", type(exc).__name__, exc)
-        else:
-            self._call(handler, exc)
+    # -- connections and tasks (the package-internal interface) --------------
 
     def attach(self, transport: Transport) -> Connection:
         """Make the Connection for a newly opened socket and announce it.
@@ -146,23 +139,22 @@ class Endpoint:
         if self._refusing is not None:  # shutting down: close it straight away
             connection.close(*self._refusing)
             return connection
-        handler = self.router.untyped.get("connection")
-        if handler is not None:
-            self._call(handler, connection)
+        connection.start(self.router.untyped.get("connection"))
         return connection
 
-    def _spawn(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
+    def detach(self, connection: Connection) -> None:
+        """A connection closed: forget it and emit ``close`` (called by the Connection)."""
+        self.connections.pop(connection.id, None)
+        handler = self.router.untyped.get("close")
+        if handler is not None:
+            self.reporter.call(handler, connection.close_code, connection.close_reason, connection)
+
+    def spawn(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run ``awaitable`` in a task that close() waits for (then cancels)."""
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def _connection_closed(self, connection: Connection) -> None:
-        self.connections.pop(connection.id, None)
-        handler = self.router.untyped.get("close")
-        if handler is not None:
-            self._call(handler, connection.close_code, connection.close_reason, connection)
 
     async def _settle_tasks(self, grace: float | None) -> None:
         """Let event-handler tasks finish within ``grace`` seconds, then cancel the rest."""

@@ -1,19 +1,26 @@
 """Outgoing frames that wait for an answer: requests and acknowledged sends.
 
-The :class:`~wyre.Connection` keeps them by key (``_pending`` for requests,
-``_acks`` for acknowledged sends) and settles them as answers arrive; this
-module holds only what an application awaits or iterates, and how each
-outcome reaches it (the awaitable, and the original's callback).
+:class:`Delivery` and :class:`Request` extend the session's
+:class:`~wyre.protocol.pending.Pending` record (key, deadline) with what an
+application awaits or iterates, and how each outcome reaches it: the
+awaitable, and the original's node-style callback. The session keeps them in
+its pending table; the :class:`~wyre.Connection` settles them as answers
+arrive.
+
+Both are awaitable and also coroutine-compatible, so
+``asyncio.create_task(conn.request(...))`` and ``TaskGroup.create_task``
+accept them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import RequestTimeout
+from .protocol.pending import Pending
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -26,30 +33,29 @@ Callback = Callable[..., Any]
 
 
 def call_back(callback: Callback, connection: Connection, *args: Any) -> None:
-    """Call an application's callback; what it raises is logged, never propagated."""
+    """Call an application's callback; what it raises is reported, never propagated."""
     try:
         callback(*args)
-    except Exception:
-        connection.logger.exception("callback %r raised", callback)
+    except Exception as exc:
+        connection.endpoint.reporter.report(exc, connection=connection, raised_by=callback)
 
 
-class Delivery:
+class Delivery(Pending):
     """An outgoing frame that waits for something: an acknowledgement or a reply.
 
-    Await it for the outcome. When it fails and a callback was given, the
-    failure is reported to the callback and not again as an un-retrieved
-    exception.
+    Await it for the outcome. A failure is marked as retrieved when it
+    happens: a request nobody awaits (fire and forget) fails quietly, with a
+    debug log line, instead of Python's "exception was never retrieved".
     """
 
-    __slots__ = ("_callback", "_connection", "_future", "deadline", "key", "timeout")
+    __slots__ = ("_callback", "_connection", "_future", "_steps")
 
     def __init__(self, connection: Connection, callback: Callback | None) -> None:
+        super().__init__()
         self._connection = connection
         self._callback = callback
         self._future: asyncio.Future[Any] = connection._loop.create_future()
-        self.timeout: float | None = None
-        self.deadline: float | None = None  # loop time; Connection._sweep enforces it
-        self.key: str | None = None
+        self._steps: Generator[Any, None, Any] | None = None
 
     def __await__(self) -> Generator[Any, None, Any]:
         future = self._future
@@ -58,8 +64,23 @@ class Delivery:
         except asyncio.CancelledError:
             if future.cancelled():
                 # The task awaiting us was cancelled (or timed out).
-                self._connection._abandon(self, cancelled=True)
+                self._connection._abandon(self)
             raise
+
+    # Coroutine protocol: lets asyncio.create_task() run a Delivery directly.
+    def send(self, value: Any) -> Any:
+        if self._steps is None:
+            self._steps = self.__await__()
+        return self._steps.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if self._steps is None:
+            self._steps = self.__await__()
+        return self._steps.throw(typ if val is None else val)
+
+    def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
 
     def done(self) -> bool:
         """Whether the outcome is known."""
@@ -69,13 +90,11 @@ class Delivery:
         """Give up: fail awaiters with CancelledError and, under v2, tell the peer."""
         if self._future.done():
             return False
-        self._connection._abandon(self, cancelled=True)
+        self._connection._abandon(self)
         return self._future.cancel()
 
-    def _expire(self) -> None:
-        if not self._future.done():
-            self._connection._abandon(self, cancelled=False)
-            self._fail(RequestTimeout(f"no answer to {self.key} within {self.timeout:g} s"))
+    def _timed_out(self) -> None:
+        self._fail(RequestTimeout(f"no answer to {self.describe()} within {self.timeout:g} s"))
 
     def _resolve(self, value: Any) -> None:
         if not self._future.done():
@@ -88,9 +107,13 @@ class Delivery:
         if future.done():
             return
         future.set_exception(exc)
+        future.exception()  # retrieved: an awaiter still gets it
+        self._connection._log.debug("%s failed: %s", self.describe(), exc)
         if self._callback is not None:
-            future.exception()  # retrieved: the callback reports it
             call_back(self._callback, self._connection, exc)
+
+
+Coroutine.register(Delivery)
 
 
 class Request(Delivery):
@@ -107,16 +130,24 @@ class Request(Delivery):
     :class:`~wyre.RequestTimeout` when no reply came in time, and
     :class:`~wyre.ConnectionClosed` when the connection closed first.
     Cancelling the awaiting task cancels the request (and, under ``wyre.v2``,
-    the peer's handler). Partials are buffered until read, so reading them is
-    optional and may start late.
+    the peer's handler).
+
+    Partials are buffered until read, so reading them is optional and may
+    start late. The buffer keeps the newest ``max_buffered_partials``: when a
+    peer streams more than that before they are read, the oldest are dropped
+    and counted in :attr:`dropped_partials` (a request whose partials are
+    never read cannot grow without bound).
     """
 
-    __slots__ = ("_partials", "_waiters")
+    __slots__ = ("_limit", "_partials", "_waiters", "dropped_partials")
 
     def __init__(self, connection: Connection, callback: Callback | None) -> None:
         super().__init__(connection, callback)
         self._partials: deque[Context] = deque()
         self._waiters: list[asyncio.Future[None]] | None = None
+        self._limit = connection.endpoint.options.max_buffered_partials
+        self.dropped_partials = 0
+        """Partials dropped unread because the buffer was full."""
 
     async def partials(self) -> AsyncIterator[Context]:
         """Yield each PARTIAL's context, in order, until the request ends.
@@ -154,7 +185,11 @@ class Request(Delivery):
                 waiter.set_result(None)
 
     def _partial(self, context: Context) -> None:
-        self._partials.append(context)
+        partials = self._partials
+        if len(partials) >= self._limit:
+            partials.popleft()
+            self.dropped_partials += 1
+        partials.append(context)
         if self._waiters is not None:
             self._wake()
         if self._callback is not None:

@@ -66,6 +66,18 @@ class Router:
         else:
             self.typed[event][route_key(type_)] = handler
 
+    def remove(self, event: str, type_: object = None) -> None:
+        """Unregister the handler for ``event`` (and ``type_``), if any.
+
+        Raises:
+            ValueError: as for :meth:`check`.
+        """
+        self.check(event, type_)
+        if type_ is None:
+            self.untyped.pop(event, None)
+        else:
+            self.typed[event].pop(route_key(type_), None)
+
     @staticmethod
     def check(event: str, type_: object = None) -> None:
         """Raise ValueError unless ``event`` (with ``type_``) can have a handler."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from .endpoint import Endpoint
@@ -33,11 +34,24 @@ class Server(Endpoint):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._listener: Listener | None = None
+        self._port: int | None = None
+        self._closed: asyncio.Event | None = None
 
     @property
-    def port(self) -> int | None:
-        """The port the server listens on, or None before listen()."""
-        return None if self._listener is None else self._listener.port
+    def port(self) -> int:
+        """The port the server listens on (useful with ``port=0``).
+
+        Raises:
+            RuntimeError: before :meth:`listen`.
+        """
+        if self._port is None:
+            raise RuntimeError("the server is not listening: call listen() first")
+        return self._port
+
+    @property
+    def listening(self) -> bool:
+        """Whether the server accepts connections."""
+        return self._listener is not None
 
     async def listen(
         self,
@@ -59,6 +73,9 @@ class Server(Endpoint):
         if options is not None:
             if not isinstance(options, dict):
                 raise ValueError(f"listen() options must be a dict, not {type(options).__name__}")
+            unknown = set(options) - {"port", "host"}
+            if unknown:
+                raise ValueError(f"unknown listen() option {sorted(unknown)[0]!r}: use port, host")
             port = options.get("port", port)
             host = options.get("host", host)
         if port is None:
@@ -70,7 +87,31 @@ class Server(Endpoint):
         self._listener = await driver(self.options.transport).listen(
             self.options, self.attach, host=host, port=port
         )
-        self.logger.info("listening on %s:%s", host or "*", self.port)
+        self._port = self._listener.port
+        self._closed = asyncio.Event()
+        self.reporter.log.log(logging.INFO, "listening on %s:%s", host or "*", self.port)
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed (asyncio's convention); listen() first.
+
+        Cancelling the waiting task (Ctrl-C under ``asyncio.run``) closes
+        the server gracefully before the cancellation propagates.
+
+        Raises:
+            RuntimeError: the server is not listening.
+        """
+        if self._closed is None:
+            raise RuntimeError("the server is not listening: call listen() first")
+        try:
+            await self._closed.wait()
+        except asyncio.CancelledError:
+            await asyncio.shield(self.close())
+            raise
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`close` has finished (returns at once if not listening)."""
+        if self._closed is not None:
+            await self._closed.wait()
 
     async def close(
         self, code: int = 1001, reason: str = "", *, grace: float | None = None
@@ -89,8 +130,8 @@ class Server(Endpoint):
             self._listener.stop_accepting()
         connections = list(self.connections.values())
         for connection in connections:
-            connection._stop_reading()
-        handlers = [task for c in connections for task in c._handler_tasks()]
+            connection.stop_reading()
+        handlers = [task for c in connections for task in c.handler_tasks()]
         if handlers:
             grace = self.options.shutdown_grace if grace is None else grace
             _, late = await asyncio.wait(handlers, timeout=grace)
@@ -105,7 +146,9 @@ class Server(Endpoint):
             try:
                 await asyncio.wait_for(self._listener.wait_closed(), self.options.close_timeout)
             except TimeoutError:
-                self.logger.warning("connections did not finish closing in time")
+                self.reporter.log.log(logging.WARNING, "connections did not finish closing in time")
             self._listener = None
         await self._settle_tasks(self.options.close_timeout)
         self._refusing = None
+        if self._closed is not None:
+            self._closed.set()

@@ -1,0 +1,127 @@
+"""Flow control of one connection: when it stops reading, and waiting for a slow peer.
+
+A connection stops reading its socket for any of a few reasons, each a flag
+held in :class:`Flow` (reading resumes when none is left):
+
+* ``CONGESTED``: the write buffer went above ``write_limit`` and waits for
+  the peer to read; a peer that reads nothing for ``write_timeout`` is
+  dropped. Sends made meanwhile wait (their awaitable is :meth:`Flow.waiter`).
+* ``QUEUE_FULL``: more coroutine handlers wait for a slot than
+  ``max_queued_handlers`` (see :mod:`wyre.runner`).
+* ``OPENING``: the ``connection`` handler has not finished yet.
+* ``STOPPED``: the server is shutting down and takes no new work.
+
+Running handlers alone never stop reading: their answers and the peer's
+CANCELs must get through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+__all__ = ["CONGESTED", "DONE", "OPENING", "QUEUE_FULL", "STOPPED", "Flow"]
+
+CONGESTED = 1
+QUEUE_FULL = 2
+OPENING = 4
+STOPPED = 8
+
+
+class _Done:
+    """An awaitable that is already complete: what a send returns when no wait is needed."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+    def done(self) -> bool:
+        return True
+
+
+DONE = _Done()
+
+
+class Flow:
+    """Pauses and resumes reading for one connection; waits out a full write buffer.
+
+    Args:
+        transport: the connection's transport.
+        write_limit: the write buffer's high-water mark in bytes.
+        write_timeout: how long the buffer may stay full; None: no limit.
+        stalled: called when the peer read nothing for ``write_timeout``
+            (the connection drops it), or when draining failed.
+    """
+
+    __slots__ = ("_closed", "_drained", "_loop", "_paused", "_reasons", "_stalled", "_transport",
+                 "_write_limit", "_write_timeout")  # fmt: skip
+
+    def __init__(
+        self,
+        transport: Transport,
+        write_limit: int,
+        write_timeout: float | None,
+        stalled: Callable[[str], None],
+    ) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._write_limit = write_limit
+        self._write_timeout = write_timeout
+        self._stalled = stalled
+        self._reasons = 0
+        self._paused = False
+        self._closed = False
+        self._drained: asyncio.Future[None] | None = None
+
+    def hold(self, reason: int, on: bool) -> None:
+        """Set or clear one reason to stop reading; pause or resume as the result says."""
+        if self._closed:
+            return
+        self._reasons = self._reasons | reason if on else self._reasons & ~reason
+        pause = self._reasons != 0
+        if pause != self._paused:
+            self._paused = pause
+            if pause:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
+
+    def wrote(self) -> None:
+        """Check the write buffer after a write; above the limit, start waiting for the peer."""
+        if self._drained is None and self._transport.write_buffer_size() > self._write_limit:
+            self._drained = self._loop.create_future()
+            self.hold(CONGESTED, True)
+            self._loop.create_task(self._drain(self._drained))
+
+    def waiter(self) -> Awaitable[None]:
+        """What a send returns: done, or a future resolved when the buffer drained."""
+        return DONE if self._drained is None else self._drained
+
+    async def _drain(self, drained: asyncio.Future[None]) -> None:
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await self._transport.drain()
+        except TimeoutError:
+            self._stalled(f"peer read nothing for {self._write_timeout} s")
+        except Exception:
+            self._stalled("write failed")
+        else:
+            if not drained.done():
+                drained.set_result(None)
+        finally:
+            self._drained = None
+            self.hold(CONGESTED, False)
+
+    def lost(self, error: BaseException) -> None:
+        """The connection closed: sends waiting for the buffer fail with ``error``."""
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_exception(error)
+            drained.exception()  # retrieved: whoever awaits it sees it; nobody else must
+        self._closed = True

@@ -140,7 +140,9 @@ async def test_raising_handler_gives_an_error_reply(
 async def test_garbage_interleaved_with_a_thousand_requests(transport: str) -> None:
     count = 1000
     garbage = cycle(frame for frame, _, _ in BAD_FRAMES.values())
-    async with against_raw(transport, "server") as (conn, raw):
+    # No bad-frame budget here: this is about every request surviving the garbage
+    # around it (the budget has its own test below).
+    async with against_raw(transport, "server", max_bad_frames=None) as (conn, raw):
         errors = record(conn.endpoint, "error")
         conn.endpoint.on("request", echo_n)
         for n in range(count):
@@ -156,6 +158,20 @@ async def test_garbage_interleaved_with_a_thousand_requests(transport: str) -> N
         for error in errors:
             check_reported(error, conn)
         assert not conn.closed
+
+
+async def test_a_flood_of_bad_frames_is_cut_off_with_1008(transport: str) -> None:
+    limit = 20
+    async with against_raw(transport, "server", max_bad_frames=limit) as (conn, raw):
+        errors = record(conn.endpoint, "error")
+        for _ in range(limit):
+            await raw.send("not json")
+        await eventually(lambda: len(errors) == limit)
+        assert not conn.closed  # up to the budget, bad frames are only reported
+        for _ in range(limit):
+            await raw.send("not json")
+        await eventually(lambda: conn.closed)
+        assert conn.close_code == 1008
 
 
 # -- any frame at all, through Connection.receive -----------------------------------

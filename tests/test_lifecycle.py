@@ -103,7 +103,7 @@ async def test_listen_rejects_bad_arguments(
     server = wyre.Server(transport=transport)
     with pytest.raises(ValueError):
         await server.listen(*args, **kwargs)
-    assert server.port is None
+    assert not server.listening
 
 
 async def test_listen_accepts_an_options_dict(transport: str) -> None:

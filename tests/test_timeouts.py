@@ -61,7 +61,7 @@ async def test_no_timeout_waits_for_the_reply(
         assert reply.message["late"] == "but welcome"
 
 
-async def test_late_reply_is_dropped_quietly(link: Link, caplog: pytest.LogCaptureFixture) -> None:
+async def test_late_reply_is_dropped_quietly(link: Link) -> None:
     held = hold_requests(link.handler)
     errors = record(link.sender, "error")
     expired = link.conn.request({"n": 1}, timeout=seconds(0.2))
@@ -69,12 +69,12 @@ async def test_late_reply_is_dropped_quietly(link: Link, caplog: pytest.LogCaptu
         await expired
     later = in_flight(link.conn.request({"n": 2}))
     await eventually(lambda: len(held) == 2)
-    with caplog.at_level(logging.DEBUG, logger="wyre"):
-        held[0].reply({"answer": "late"})
-        held[1].reply({"answer": "fresh"})
-        reply = await asyncio.wait_for(later, seconds(5))
+    # The timeout sent a CANCEL: the responder knows, and drops the late answer
+    # itself (a peer speaking the original protocol would send it; the
+    # requester then drops it, see test_wire.py).
+    assert held[0].answered
+    await held[0].reply({"answer": "late"})
+    held[1].reply({"answer": "fresh"})
+    reply = await asyncio.wait_for(later, seconds(5))
     assert reply.message["answer"] == "fresh"
     assert errors == []
-    assert any(
-        r.levelno == logging.DEBUG and str(expired.key) in r.getMessage() for r in caplog.records
-    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -18,10 +19,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as raw_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as raw_serve
+from websockets.typing import Subprotocol
 
 import wyre
 
 from .conftest import eventually, seconds
+from .proxy import record
 
 KEY = "34825995-d7ee-434d-a665-1e62ad2e8a0e"
 REQUEST_TEXT = (
@@ -181,19 +184,30 @@ async def test_server_sends_no_ack_or_cancel_to_an_original_peer(raw_client: Any
 # -- a raw server, our client ----------------------------------------------------
 
 
-@pytest.fixture
+def echo_first(_: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """What the original wyre's ``ws`` server does: select the first subprotocol offered."""
+    return offered[0] if offered else None
+
+
+@pytest.fixture(params=["selects nothing", "echoes the first offer"])
 async def raw_server(
-    transport: str,
+    transport: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[ServerConnection, wyre.Connection, list[Any]]]:
-    """(raw server socket, our client's connection to it, messages our client got)."""
+    """(raw server socket, our client's connection to it, messages our client got).
+
+    The raw server either selects no subprotocol or, like the original wyre on
+    ``ws``, echoes the first one offered: either way it speaks the original
+    protocol only, and wyre must not switch its extensions on.
+    """
     accepted: asyncio.Queue[ServerConnection] = asyncio.Queue()
 
     async def handle(ws: ServerConnection) -> None:
         await accepted.put(ws)
         await ws.wait_closed()
 
+    select = echo_first if request.param == "echoes the first offer" else None
     log: list[Any] = []
-    async with raw_serve(handle, "127.0.0.1", 0) as server:
+    async with raw_serve(handle, "127.0.0.1", 0, select_subprotocol=select) as server:
         port = server.sockets[0].getsockname()[1]
         async with wyre.Client(transport=transport) as client:
             answer(client, log)
@@ -208,8 +222,8 @@ async def test_client_offers_wyre_v2_and_falls_back_without_it(raw_server: Any) 
     # the placeholder first, so that an original server echoing the first offer
     # does not switch the extensions on (see wyre.protocol.negotiation)
     assert [p.strip() for line in offered for p in line.split(",")] == ["wyre", "wyre.v2"]
-    assert ws.subprotocol is None
-    assert conn.extensions is False and conn.subprotocol is None
+    assert ws.subprotocol in (None, "wyre")
+    assert conn.extensions is False and conn.subprotocol == ws.subprotocol
 
 
 async def test_wyre_peers_agree_on_wyre_v2(pair: Any) -> None:
@@ -257,3 +271,33 @@ async def test_client_answers_requests_from_the_raw_server(raw_server: Any) -> N
 
 async def test_client_sends_no_ack_or_cancel_to_an_original_server(raw_server: Any) -> None:
     await no_control_frames(*raw_server)
+
+
+async def test_acked_send_to_an_original_server_completes_on_write(raw_server: Any) -> None:
+    ws, conn, _ = raw_server
+    done: list[Any] = []
+    # Both forms the README promises complete once written, without waiting for an ACK.
+    await asyncio.wait_for(conn.send({"text": "hi"}, ack=True), seconds(5))
+    conn.send({"text": "cb"}, lambda err: done.append(err))
+    await eventually(lambda: done)
+    assert done == [None]
+    assert [await recv_json(ws), await recv_json(ws)] == [{"text": "hi"}, {"text": "cb"}]
+
+
+async def test_late_answer_from_an_original_peer_is_dropped_quietly(
+    raw_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws, conn, _ = raw_server
+    errors = record(conn.endpoint, "error")
+    with caplog.at_level(logging.DEBUG, logger="wyre"):
+        with pytest.raises(wyre.RequestTimeout) as caught:
+            await conn.request({"type": "slow"}, timeout=seconds(0.1))
+        assert "'slow'" in str(caught.value)  # the timeout names the request's type
+        key = (await recv_json(ws))["key"]
+        await send_json(ws, {"late": True, "key": key, "direction": "REPLY"})
+        reply = conn.request({"question": "still there?"})
+        fresh = (await recv_json(ws))["key"]
+        await send_json(ws, {"answer": "yes", "key": fresh, "direction": "REPLY"})
+        assert (await asyncio.wait_for(reply, seconds(5))).message["answer"] == "yes"
+    assert errors == []
+    assert any(r.levelno == logging.DEBUG and key in r.getMessage() for r in caplog.records)

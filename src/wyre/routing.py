@@ -44,7 +44,10 @@ class Router:
 
         def find(type_: object) -> Handler | None:
             if type_ is not None:
-                handler = typed.get(type_ if type_.__class__ is str else route_key(type_))
+                try:
+                    handler = typed.get(type_ if type_.__class__ is str else route_key(type_))
+                except TypeError:  # an unhashable type (a list...) has no typed handler
+                    handler = None
                 if handler is not None:
                     return handler
             return untyped.get(event)

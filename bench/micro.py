@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import wyre
-from wyre.protocol.pending import new_key
 from wyre.protocol import Codec
+from wyre.protocol.pending import new_key
 
 RUNS = 5
 

@@ -230,3 +230,52 @@ async def feed(frames: list[str | bytes]) -> None:
 @given(frames=st.lists(FRAMES, max_size=8))
 def test_receive_survives_any_frame(frames: list[str | bytes]) -> None:
     asyncio.run(feed(frames))
+
+
+async def test_huge_fields_are_not_echoed_whole(
+    transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge = "t" * 500_000
+    async with against_raw(transport, "server") as (conn, raw):
+        errors = record(conn.endpoint, "error")
+        await raw.send({"key": "k1", "direction": "REQUEST", "type": huge})
+        await raw.send({"key": "k2", "direction": huge})
+        first = await raw.frame(key="k1")
+        second = await raw.frame(key="k2")
+        await eventually(lambda: len(errors) == 1)
+    assert first["error"] == "NoHandler" and len(first["message"]) < 200
+    assert second["error"] == "RemoteProtocolError" and len(second["message"]) < 400
+    assert all(len(r.getMessage()) < 1000 for r in caplog.records)
+
+
+async def test_coroutine_error_handlers_are_capped(transport: str) -> None:
+    from wyre.reporting import MAX_ERROR_TASKS
+
+    release = asyncio.Event()
+    running = peak = 0
+
+    async def slow_error_handler(error: Exception) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await release.wait()
+        finally:
+            running -= 1
+
+    def prepare(server: wyre.Server) -> None:
+        server.on("error", slow_error_handler)
+
+    count = MAX_ERROR_TASKS * 3
+    async with against_raw(transport, "server", prepare=prepare, max_bad_frames=None) as (
+        conn,
+        raw,
+    ):
+        for _ in range(count):
+            await raw.send("not json")
+        await raw.send({"key": "k", "direction": "REQUEST"})
+        await raw.frame(key="k")  # every bad frame before it was handled
+        assert peak == MAX_ERROR_TASKS
+        release.set()
+        await eventually(lambda: running == 0)
+        assert not conn.closed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
@@ -160,3 +161,20 @@ async def test_binary_compress_and_mask_flags(link: Link) -> None:
     assert reply.message["got"] == 2
     await link.conn.send({"n": 3}, binary=True, compress=False, ack=True)
     assert seen == [3]
+
+
+def test_orjson_without_orjson_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "orjson", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'pywyre\[fast\]'"):
+        wyre.Server(codec="orjson")
+    assert wyre.Server().envelope.codec.name == "json"  # the default falls back quietly
+
+
+def test_an_unknown_transport_name_and_a_driver_object() -> None:
+    with pytest.raises(ValueError, match="websockets"):
+        wyre.Server(transport="carrier-pigeon")  # type: ignore[arg-type]
+    from wyre.transports import driver
+
+    websockets_driver = driver("websockets")
+    assert driver(websockets_driver) is websockets_driver
+    assert wyre.Client(transport=websockets_driver).options.transport is websockets_driver

@@ -167,3 +167,62 @@ async def test_slow_consumer_is_cut_off_and_the_others_are_served(transport: str
         assert not any(c.closed for c in conns)
         for client in clients:
             await client.close()
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_handlers_at_the_limit_can_still_await_requests_back(
+    transport: str, direction: str
+) -> None:
+    """Reading goes on at the handler limit: the replies handlers wait for get through."""
+    limit, count = 4, 12
+    async with linked(transport, direction, max_running_handlers=limit) as link:
+
+        async def ask_back(ctx: wyre.Context) -> dict[str, Any]:
+            reply = await ctx.connection.request({"type": "double", "n": ctx.message["n"]})
+            return {"n": reply.message["n"]}
+
+        link.handler.on("request", "ask", ask_back)
+        link.sender.on("request", "double", lambda ctx: {"n": ctx.message["n"] * 2})
+        replies = await asyncio.wait_for(
+            asyncio.gather(
+                *(link.conn.request({"type": "ask", "n": n}, timeout=seconds(30)) for n in range(count))
+            ),
+            seconds(10),
+        )
+        assert [r.message["n"] for r in replies] == [n * 2 for n in range(count)]
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_keepalive_survives_busy_handlers(transport: str, direction: str) -> None:
+    """Pongs are read while every handler slot is taken, so a busy peer is not dropped."""
+    ping = seconds(0.1)
+    async with linked(
+        transport, direction, max_running_handlers=2, ping_interval=ping, ping_timeout=ping
+    ) as link:
+        gated = Gated(link.handler)
+        requests = [in_flight(link.conn.request({"n": n})) for n in range(40)]
+        await eventually(lambda: gated.running == 2)
+        await asyncio.sleep(ping * 8)  # several ping rounds while the handlers are stuck
+        assert not link.conn.closed and not link.peer.closed
+        gated.gate.set()
+        replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(10))
+        assert [r.message["n"] for r in replies] == list(range(40))
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_unread_partials_are_bounded(transport: str, direction: str) -> None:
+    limit, count = 50, 2000
+    async with linked(transport, direction, max_buffered_partials=limit) as link:
+
+        async def stream(ctx: wyre.Context) -> dict[str, Any]:
+            for n in range(count):
+                await ctx.partial({"n": n})
+            return {"done": True}
+
+        link.handler.on("request", stream)
+        request = link.conn.request({})
+        reply = await asyncio.wait_for(request, seconds(20))  # partials never read meanwhile
+        assert reply.message["done"] is True
+        assert request.dropped_partials == count - limit
+        kept = [partial.message["n"] async for partial in request.partials()]
+        assert kept == list(range(count - limit, count))  # the newest are kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 import wyre
 
-from .conftest import close_pair, eventually, open_pair
+from .conftest import close_pair, eventually, open_pair, seconds
 
 
 def record_closes(*endpoints: wyre.Server | wyre.Client) -> dict[str, tuple[Any, ...]]:
@@ -173,3 +174,32 @@ async def test_async_with_closes_everything(transport: str) -> None:
         await eventually(lambda: not server.connections)
     with pytest.raises(wyre.ConnectError):
         await wyre.Client(transport=transport).connect(f"ws://127.0.0.1:{server.port}")
+
+
+async def test_serve_forever_until_cancelled_closes_gracefully(transport: str) -> None:
+    server = wyre.Server(transport=transport)
+    closes = record_closes(server)
+    with pytest.raises(RuntimeError):
+        await server.serve_forever()  # not listening yet
+    await server.listen(port=0, host="127.0.0.1")
+    serving = asyncio.create_task(server.serve_forever())
+    async with wyre.Client(transport=transport) as client:
+        conn = await client.connect(f"ws://127.0.0.1:{server.port}")
+        await eventually(lambda: server.connections)
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+        await asyncio.wait_for(server.wait_closed(), seconds(5))
+        assert not server.listening
+        await eventually(lambda: conn.closed)
+    assert conn.close_code == 1001
+    assert closes["Server"][0] == 1001
+
+
+async def test_listen_without_a_host_answers_ipv4_on_the_port_it_reports(transport: str) -> None:
+    async with wyre.Server(transport=transport) as server:
+        server.on("request", lambda ctx: {"ok": True})
+        await server.listen(port=0)
+        async with wyre.Client(transport=transport) as client:
+            conn = await client.connect(f"ws://127.0.0.1:{server.port}")
+            assert (await conn.request({})).message["ok"] is True

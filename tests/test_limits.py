@@ -185,7 +185,10 @@ async def test_handlers_at_the_limit_can_still_await_requests_back(
         link.sender.on("request", "double", lambda ctx: {"n": ctx.message["n"] * 2})
         replies = await asyncio.wait_for(
             asyncio.gather(
-                *(link.conn.request({"type": "ask", "n": n}, timeout=seconds(30)) for n in range(count))
+                *(
+                    link.conn.request({"type": "ask", "n": n}, timeout=seconds(30))
+                    for n in range(count)
+                )
             ),
             seconds(10),
         )

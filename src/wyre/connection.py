@@ -144,6 +144,7 @@ class Connection:
         "_state",
         "_sweeper",
         "_transport",
+        "_write_limit",
         "close_code",
         "close_reason",
         "endpoint",
@@ -165,6 +166,7 @@ class Connection:
         self._sweeper: asyncio.TimerHandle | None = None
         options = endpoint.options
         self._request_timeout = options.request_timeout
+        self._write_limit = options.write_limit
         self._reporter = endpoint.reporter
         self._log = endpoint.reporter.log
         self._find_request = endpoint.router.find_request
@@ -176,7 +178,7 @@ class Connection:
             max_pending=options.max_pending_requests,
             max_bad_frames=options.max_bad_frames,
         )
-        self._flow = Flow(transport, options.write_limit, options.write_timeout, self._stalled)
+        self._flow = Flow(transport, options.write_timeout, self._stalled)
         self._runner = Runner(
             options.max_running_handlers,
             options.max_queued_handlers,
@@ -439,7 +441,7 @@ class Connection:
 
     def _on_request(self, request: IncomingRequest) -> None:
         type_ = request.type
-        context = Context(request.message, type_, self, request.key, REQUEST, request)
+        context = Context(request, self)
         handler = self._find_request(type_)
         if handler is None:
             name = preview(type_, 60)
@@ -464,7 +466,10 @@ class Connection:
             job = partial(self._serve_request, context, handler, result)
             self._runner.submit(request.key, job, result)
         elif request.state == OPEN:
-            self._reply(context, handler, result)
+            try:  # the return value is the REPLY
+                self._session.answer(request, REPLY, result)
+            except Exception as exc:
+                self._handler_failed(context, handler, exc)
 
     async def _serve_request(
         self, context: Context, handler: Callable[..., Any], awaitable: Awaitable[Any]
@@ -474,8 +479,8 @@ class Connection:
         except Exception as exc:
             self._handler_failed(context, handler, exc)
             return
-        request = context._request
-        assert request is not None
+        request = context._event
+        assert request.__class__ is IncomingRequest
         if request.state != OPEN:
             return
         if result is not None:
@@ -493,8 +498,8 @@ class Connection:
 
     def _reply(self, context: Context, handler: Callable[..., Any], result: Any) -> None:
         """Send a handler's return value as the REPLY."""
-        request = context._request
-        assert request is not None
+        request = context._event
+        assert request.__class__ is IncomingRequest
         try:
             self._session.answer(request, REPLY, result)
         except Exception as exc:
@@ -506,8 +511,8 @@ class Connection:
         """A request handler raised (or its answer could not be sent): ERROR back, report."""
         if isinstance(exc, ConnectionClosed):
             return
-        request = context._request
-        if request is not None and request.state == OPEN and self.close_code is None:
+        request = context._event
+        if request.__class__ is IncomingRequest and request.state == OPEN and not self.closed:
             detail = (
                 "".join(traceback.format_exception(exc))
                 if self.endpoint.options.debug_errors
@@ -525,7 +530,7 @@ class Connection:
                 connection=self, kind="no message handler",
             )  # fmt: skip
             return
-        context = Context(event.message, type_, self, event.key, Direction.MESSAGE)
+        context = Context(event, self)
         try:
             result = handler(context)
         except Exception as exc:
@@ -544,7 +549,7 @@ class Connection:
     def _on_answer(self, event: AnswerReceived) -> None:
         request: Any = event.pending
         direction = event.direction
-        context = Context(event.message, event.type, self, event.key, direction)
+        context = Context(event, self)
         if direction is PARTIAL:
             request._partial(context)
         elif direction is REPLY:
@@ -573,8 +578,8 @@ class Connection:
         """Send a REPLY, ERROR or PARTIAL for ``context`` (see :class:`Context`)."""
         if options is not None:
             callback, binary = _split_options(options, callback)
-        request = context._request
-        if request is None:
+        request = context._event
+        if request.__class__ is not IncomingRequest:
             raise LocalProtocolError(f"cannot answer a {context.direction}: only a REQUEST")
         try:
             sent = self._session.answer(request, direction, message, binary)
@@ -603,7 +608,8 @@ class Connection:
             self._transport.abort()
             self.connection_lost(1006, "write failed")
             raise self._closed_error() from exc
-        self._flow.wrote()
+        if self._transport.write_buffer_size() > self._write_limit:
+            self._flow.congested()
 
     def _stalled(self, why: str) -> None:
         """The peer stopped reading (or a write failed): drop it."""

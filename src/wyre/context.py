@@ -17,11 +17,10 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from .protocol import Direction
-from .protocol.events import OPEN
+from .protocol.events import OPEN, AnswerReceived, IncomingMessage, IncomingRequest
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .protocol.events import IncomingRequest
     from .request import Callback
 
 __all__ = ["Context"]
@@ -29,6 +28,8 @@ __all__ = ["Context"]
 
 class Context:
     """One received message, with the means to answer it if it is a request.
+
+    A thin view of the session's record of the frame, made once per frame.
 
     Attributes:
         message: the decoded message object, protocol fields included.
@@ -38,28 +39,39 @@ class Context:
         direction: its :class:`~wyre.Direction`.
     """
 
-    __slots__ = ("_request", "connection", "direction", "key", "message", "type")
+    __slots__ = ("_event", "connection")
 
     def __init__(
-        self,
-        message: Any,
-        type_: Any,
-        connection: Connection,
-        key: Any,
-        direction: Direction,
-        request: IncomingRequest | None = None,
+        self, event: IncomingRequest | IncomingMessage | AnswerReceived, connection: Connection
     ) -> None:
-        self.message = message
-        self.type = type_
+        self._event = event  # for a request, also the record of its answer state
         self.connection = connection
-        self.key = key
-        self.direction = direction
-        self._request = request  # the session's record of a request's answer state
+
+    @property
+    def message(self) -> Any:
+        """The decoded message object, protocol fields included."""
+        return self._event.message
+
+    @property
+    def type(self) -> Any:
+        """The message's type (as sent), or ``None``."""
+        return self._event.type
+
+    @property
+    def key(self) -> Any:
+        """The request key, or ``None``."""
+        return self._event.key
+
+    @property
+    def direction(self) -> Direction:
+        """REQUEST, MESSAGE, or for an answer PARTIAL, REPLY or ERROR."""
+        return self._event.direction
 
     @property
     def answered(self) -> bool:
         """Whether a REPLY or ERROR was sent (or the requester cancelled)."""
-        return self._request is not None and self._request.state != OPEN
+        event = self._event
+        return event.__class__ is IncomingRequest and event.state != OPEN
 
     def reply(
         self,

@@ -53,25 +53,22 @@ class Flow:
 
     Args:
         transport: the connection's transport.
-        write_limit: the write buffer's high-water mark in bytes.
         write_timeout: how long the buffer may stay full; None: no limit.
         stalled: called when the peer read nothing for ``write_timeout``
             (the connection drops it), or when draining failed.
     """
 
     __slots__ = ("_closed", "_drained", "_loop", "_paused", "_reasons", "_stalled", "_transport",
-                 "_write_limit", "_write_timeout")  # fmt: skip
+                 "_write_timeout")  # fmt: skip
 
     def __init__(
         self,
         transport: Transport,
-        write_limit: int,
         write_timeout: float | None,
         stalled: Callable[[str], None],
     ) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
-        self._write_limit = write_limit
         self._write_timeout = write_timeout
         self._stalled = stalled
         self._reasons = 0
@@ -92,9 +89,13 @@ class Flow:
             else:
                 self._transport.resume_reading()
 
-    def wrote(self) -> None:
-        """Check the write buffer after a write; above the limit, start waiting for the peer."""
-        if self._drained is None and self._transport.write_buffer_size() > self._write_limit:
+    def congested(self) -> None:
+        """The write buffer went above ``write_limit``: wait for the peer, reading nothing.
+
+        The connection checks the buffer after each write (cheaper there than
+        a call here per frame) and calls this when it is above the limit.
+        """
+        if self._drained is None:
             self._drained = self._loop.create_future()
             self.hold(CONGESTED, True)
             self._loop.create_task(self._drain(self._drained))

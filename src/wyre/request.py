@@ -51,7 +51,11 @@ class Delivery(Pending):
     __slots__ = ("_callback", "_connection", "_future", "_steps")
 
     def __init__(self, connection: Connection, callback: Callback | None) -> None:
-        super().__init__()
+        # Pending's fields, set here rather than through super(): one call less per request.
+        self.key: Any = None
+        self.type: Any = None
+        self.timeout: float | None = None
+        self.deadline: float | None = None
         self._connection = connection
         self._callback = callback
         self._future: asyncio.Future[Any] = connection._loop.create_future()

@@ -16,8 +16,12 @@ where orjson is installed works where it is not:
   (ISO 8601), ``UUID`` (its string), dataclass instances (their fields) and
   ``Enum`` members (their value); dict keys may be ``str``, ``int``,
   ``float``, ``bool`` or ``None`` (written as strings, as JSON requires);
-* they refuse ``NaN`` and the infinities both ways: they are not JSON, and a
-  JavaScript peer cannot parse them.
+* ``NaN`` and the infinities, which are not JSON, are written as ``null``,
+  exactly as JavaScript's ``JSON.stringify`` (the original wyre's encoder)
+  and orjson write them, and refused when a frame contains them.
+
+(Refusing them on the way out instead would cost a scan of every encoded
+message, more than orjson's whole encoding of a small one.)
 """
 
 from __future__ import annotations
@@ -37,11 +41,17 @@ __all__ = ["Codec", "default_codec", "json_codec", "orjson_codec"]
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """A named pair of functions turning frames into messages and back."""
+    """A named pair of functions turning frames into messages and back.
+
+    ``fallback``, when given, encodes what ``encode`` raised for: a slow
+    path kept off the fast one (orjson's ``dumps`` is called directly, and
+    only the values it refuses go through Python).
+    """
 
     decode: Callable[[str | bytes], Any]
     encode: Callable[[Any], str | bytes]
     name: str = "custom"
+    fallback: Callable[[Any], str | bytes] | None = None
 
 
 def _extra(value: Any) -> Any:
@@ -62,9 +72,29 @@ def _refuse_constant(name: str) -> Any:
 
 
 # Compact separators and raw UTF-8: the same bytes JSON.stringify writes.
-_encode_json = json.JSONEncoder(
+_encode_strict = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_extra
 ).encode
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by None (what JSON.stringify writes)."""
+    if value.__class__ is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _finite(_extra(value))
+    return value
+
+
+def _encode_json(message: Any) -> str:
+    try:
+        return _encode_strict(message)
+    except ValueError:
+        return _encode_strict(_finite(message))  # a NaN or infinity: null, as in JavaScript
 
 
 def _decode_json(data: str | bytes) -> Any:
@@ -76,19 +106,6 @@ def json_codec() -> Codec:
     return Codec(decode=_decode_json, encode=_encode_json, name="json")
 
 
-def _has_non_finite(value: Any) -> bool:
-    """Whether a float NaN or infinity hides in ``value`` (orjson writes those as null)."""
-    if value.__class__ is float:
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_non_finite(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return any(_has_non_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
-    return False
-
-
 def orjson_codec() -> Codec:
     """JSON through ``orjson``; raises ``ImportError`` when it is not installed."""
     import orjson
@@ -96,21 +113,15 @@ def orjson_codec() -> Codec:
     dumps = orjson.dumps
     non_str_keys = orjson.OPT_NON_STR_KEYS
 
-    def encode(message: Any) -> bytes:
+    def fallback(message: Any) -> bytes:
+        # What orjson alone refuses but the json codec accepts (int keys,
+        # integers over 64 bits): the same result the slow way.
         try:
-            data = dumps(message)
+            return dumps(message, option=non_str_keys)
         except TypeError:
-            # What orjson alone refuses but the json codec accepts (int keys,
-            # integers over 64 bits): the same result the slow way.
-            try:
-                data = dumps(message, option=non_str_keys)
-            except TypeError:
-                return _encode_json(message).encode()
-        if b"null" in data and _has_non_finite(message):
-            raise ValueError("NaN and infinities are not JSON")
-        return data
+            return _encode_json(message).encode()
 
-    return Codec(decode=orjson.loads, encode=encode, name="orjson")
+    return Codec(decode=orjson.loads, encode=dumps, name="orjson", fallback=fallback)
 
 
 def default_codec() -> Codec:

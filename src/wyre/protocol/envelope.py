@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from operator import methodcaller
 from typing import Any
 
 from .codecs import Codec, default_codec
@@ -19,24 +20,19 @@ Getter = Callable[[Any], Any]
 Setter = Callable[[Any, Any], None]
 
 
-def _get_key(message: Any) -> Any:
-    return message.get("key")
+# The default accessors. The getters are C-level callables (``message.get(name)``
+# without a Python frame): they run three times for every frame received.
+_get_key: Getter = methodcaller("get", "key")
+_get_direction: Getter = methodcaller("get", "direction")
+_get_type: Getter = methodcaller("get", "type")
 
 
 def _set_key(message: Any, key: Any) -> None:
     message["key"] = key
 
 
-def _get_direction(message: Any) -> Any:
-    return message.get("direction")
-
-
 def _set_direction(message: Any, direction: str) -> None:
     message["direction"] = direction
-
-
-def _get_type(message: Any) -> Any:
-    return message.get("type")
 
 
 @dataclass(frozen=True, slots=True)

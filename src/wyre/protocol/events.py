@@ -59,6 +59,7 @@ class IncomingRequest(Event):
     """A REQUEST from the peer; ``state`` tracks whether it has been answered."""
 
     __slots__ = ("key", "message", "state", "type")
+    direction = Direction.REQUEST
 
     def __init__(self, key: str, type_: Any, message: Any) -> None:
         self.key = key
@@ -74,6 +75,7 @@ class IncomingMessage(Event):
     """A one-way MESSAGE from the peer (``key`` only when the sender asked for an ACK)."""
 
     __slots__ = ("key", "message", "type")
+    direction = Direction.MESSAGE
 
     def __init__(self, key: Any, type_: Any, message: Any) -> None:
         self.key = key

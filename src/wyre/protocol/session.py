@@ -99,6 +99,7 @@ class Session:
         "_bad_since",
         "_decode",
         "_encode",
+        "_fallback",
         "_get_direction",
         "_get_key",
         "_get_type",
@@ -126,6 +127,7 @@ class Session:
         self._write = write
         self._decode = envelope.codec.decode
         self._encode = envelope.codec.encode
+        self._fallback = envelope.codec.fallback
         self._get_key = envelope.get_key
         self._set_key = envelope.set_key
         self._get_direction = envelope.get_direction
@@ -320,8 +322,15 @@ class Session:
         key = self._key_of(message)
         if key in self._requests:
             raise LocalProtocolError(f"a request with key {key!r} is already pending")
-        body = self._stamp(message, key, "REQUEST")
-        self._write(self._encode_checked(body), binary)
+        if self._requires_dict and message.__class__ is dict:  # the common case, inline
+            body = {**message, "key": key, "direction": "REQUEST"}
+        else:
+            body = self._stamp(message, key, "REQUEST")
+        try:
+            data = self._encode(body)
+        except Exception as exc:
+            data = self._encode_slowly(body, exc)
+        self._write(data, binary)
         pending.key = key
         pending.type = self._get_type(body)
         self._requests[key] = pending
@@ -339,15 +348,27 @@ class Session:
             LocalProtocolError: the request was already answered.
             TypeError, CodecError, Exception: as for :meth:`send`.
         """
+        next_state = _NEXT_STATE.get(direction)
+        if next_state is None:
+            raise LocalProtocolError(f"{direction} is not an answer: use PARTIAL, REPLY or ERROR")
         state = request.state
         if state != OPEN:
             if state == CANCELLED:
                 return False  # the requester gave up; its handler's answers are dropped
             raise LocalProtocolError(f"request {request.key} was already answered")
-        body = self._stamp({} if message is None else message, request.key, _WIRE[direction])
-        self._write(self._encode_checked(body), binary)
-        if direction is not PARTIAL:
-            request.state = _NEXT_STATE[direction]
+        if message is None:
+            message = {}
+        if self._requires_dict and message.__class__ is dict:  # the common case, inline
+            body = {**message, "key": request.key, "direction": _WIRE[direction]}
+        else:
+            body = self._stamp(message, request.key, _WIRE[direction])
+        try:
+            data = self._encode(body)
+        except Exception as exc:
+            data = self._encode_slowly(body, exc)
+        self._write(data, binary)
+        if next_state != OPEN:
+            request.state = next_state
             if self._incoming.get(request.key) is request:
                 del self._incoming[request.key]
         return True
@@ -461,7 +482,16 @@ class Session:
         try:
             return self._encode(message)
         except Exception as exc:
-            raise CodecError(f"cannot encode message ({exc})", frame=message) from exc
+            return self._encode_slowly(message, exc)
+
+    def _encode_slowly(self, message: Any, exc: Exception) -> str | bytes:
+        """The codec's fallback for what its fast encoder refused; CodecError if none takes it."""
+        if self._fallback is not None:
+            try:
+                return self._fallback(message)
+            except Exception as again:
+                exc = again
+        raise CodecError(f"cannot encode message ({exc})", frame=message) from exc
 
     def _control(self, direction: Direction, key: Any) -> None:
         """Write a ``wyre.v2`` control frame (ACK, CANCEL); best effort."""

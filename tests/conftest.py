@@ -22,12 +22,24 @@ import wyre
 SCALE = float(os.environ.get("WYRE_TEST_TIMEOUT_SCALE", "1"))
 """Multiplies every wait in the tests; raise it on a slow machine."""
 
-TRANSPORTS = ["websockets"]
-if (
-    importlib.util.find_spec("picows") is not None
-    and os.environ.get("WYRE_TRANSPORTS") != "websockets"
-):
-    TRANSPORTS.append("picows")
+TRANSPORTS = [
+    name
+    for name in ("websockets", "picows")
+    if name in os.environ.get("WYRE_TRANSPORTS", "websockets,picows").split(",")
+]
+"""Every transport the suite runs on; ``WYRE_TRANSPORTS=websockets`` narrows it."""
+
+REQUIRE_ALL = os.environ.get("WYRE_REQUIRE_ALL") == "1"
+"""Set by ``.ci/run``: a transport or service the tests need must be there, not skipped."""
+
+
+def need_transport(name: str) -> None:
+    """Skip (locally) or fail (in CI) when the library behind a transport is missing."""
+    if importlib.util.find_spec(name) is None:
+        message = f"the {name} transport is not installed: pip install 'pywyre[fast]'"
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def seconds(value: float) -> float:
@@ -58,6 +70,7 @@ class Link:
 
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
+    need_transport(request.param)
     return str(request.param)
 
 

@@ -157,14 +157,33 @@ class Gated:
         self.finished += 1
         return {"n": ctx.message["n"]}
 
-    async def stays_at(self, limit: int) -> None:
-        """Wait until ``limit`` handlers run, check that no more start, then open the gate."""
+    async def stays_at(self, limit: int, link: Link) -> None:
+        """Wait until ``limit`` handlers run, check that no more start, then open the gate.
+
+        ``link.conn`` is the connection that sent the work: a :func:`barrier`
+        proves that everything it sent was read before the count is checked.
+        """
         try:
             await eventually(lambda: self.running >= limit)
-            await asyncio.sleep(seconds(0.1))  # time enough to read more, if it were reading
+            await barrier(link)
             assert self.running == limit
         finally:
             self.gate.set()
+
+
+PROBE = "wyre-test-probe"
+
+
+async def barrier(link: Link) -> None:
+    """Return once ``link.peer`` has read and dispatched every frame ``link.conn`` sent so far.
+
+    Frames are handled in the order they arrive, so the reply to a probe
+    request sent now (answered by a plain handler, which never waits for a
+    slot) comes back only after everything before it was dispatched. This
+    replaces "sleep a while, then check nothing happened".
+    """
+    link.handler.on("request", PROBE, lambda ctx: {})
+    await asyncio.wait_for(link.conn.request({"type": PROBE}), seconds(10))
 
 
 def hold_requests(endpoint: wyre.Server | wyre.Client) -> list[wyre.Context]:

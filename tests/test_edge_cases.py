@@ -11,7 +11,7 @@ import pytest
 import wyre
 
 from .conftest import Link, eventually, seconds
-from .proxy import DIRECTIONS, Gated, in_flight, linked, raw_client, record, serving
+from .proxy import DIRECTIONS, Gated, barrier, in_flight, linked, raw_client, record, serving
 
 
 async def test_a_caller_giving_up_on_close_does_not_stop_the_close(link: Link) -> None:
@@ -46,7 +46,7 @@ async def test_requests_cancelled_before_their_handler_starts_free_their_slot(
         gated = Gated(link.handler)
         for n in range(20):
             link.conn.request({"n": n}).cancel()  # CANCEL may overtake the handler's start
-        await asyncio.sleep(seconds(0.2))
+        await barrier(link)  # every REQUEST and CANCEL was read
         gated.gate.set()
         replies = await asyncio.wait_for(
             asyncio.gather(*(link.conn.request({"n": n}) for n in range(limit * 3))),

@@ -15,7 +15,7 @@ import pytest
 import wyre
 
 from .conftest import Link, eventually, seconds
-from .proxy import in_flight, record
+from .proxy import barrier, in_flight, record
 
 
 async def error_of(request: Any) -> dict[str, Any]:
@@ -76,7 +76,7 @@ async def test_a_plain_handler_may_keep_ctx_and_answer_later(link: Link) -> None
     link.handler.on("request", kept.append)  # the original's style: returns None
     request = in_flight(link.conn.request({"n": 1}))
     await eventually(lambda: kept)
-    await asyncio.sleep(seconds(0.05))
+    await barrier(link)  # the handler returned long ago: nothing was sent for it
     assert not request.done()
     await kept[0].reply({"later": True})
     assert (await asyncio.wait_for(request, seconds(5))).message["later"] is True

@@ -67,7 +67,7 @@ async def test_running_handlers_are_capped_by_backpressure(transport: str, direc
     async with linked(transport, direction, max_running_handlers=limit) as link:
         gated = Gated(link.handler)
         requests = [in_flight(link.conn.request({"n": n})) for n in range(count)]
-        await gated.stays_at(limit)
+        await gated.stays_at(limit, link)
         replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(20))
         assert [reply.message["n"] for reply in replies] == list(range(count))
         assert gated.peak == limit
@@ -82,7 +82,7 @@ async def test_async_message_handlers_count_toward_the_limit(
         gated = Gated(link.handler, "message")
         for n in range(count):
             link.conn.send({"n": n})
-        await gated.stays_at(limit)
+        await gated.stays_at(limit, link)
         await eventually(lambda: gated.finished == count, timeout=20)
         assert gated.peak == limit
 

@@ -204,7 +204,11 @@ async def raw_server(
 
 async def test_client_offers_wyre_v2_and_falls_back_without_it(raw_server: Any) -> None:
     ws, conn, _ = raw_server
-    assert ws.request.headers.get_all("Sec-WebSocket-Protocol") == ["wyre.v2"]
+    offered = [
+        p.strip() for line in ws.request.headers.get_all("Sec-WebSocket-Protocol")
+        for p in line.split(",")
+    ]  # fmt: skip
+    assert offered == ["wyre", "wyre.v2"]  # the placeholder first: see protocol.negotiation
     assert ws.subprotocol is None
     assert conn.extensions is False and conn.subprotocol is None
 

@@ -96,6 +96,7 @@ class PicowsTransport(WSListener):
         "_out",
         "_receive",
         "_receiver",
+        "_send",
         "_writable",
         "_writer",
         "_ws",
@@ -129,6 +130,7 @@ class PicowsTransport(WSListener):
         self._writer = FrameWriter(mask=False)
         self._frame = self._writer.data_writer()
         self._buffer_size: Callable[[], int] = _nothing_buffered
+        self._send: Callable[[bytes], None] = _drop
 
     # -- picows callbacks -----------------------------------------------------
 
@@ -140,6 +142,7 @@ class PicowsTransport(WSListener):
         underlying = transport.underlying_transport
         underlying.set_write_buffer_limits(high=options.write_limit, low=options.write_limit // 4)
         self._buffer_size = underlying.get_write_buffer_size
+        self._send = underlying.write
         enable_tcp_keepalive(underlying.get_extra_info("socket"), options.ping_interval or 20)
         self._open = True
         if options.ping_interval is not None and wanted(options, self.subprotocol):
@@ -307,7 +310,7 @@ class PicowsTransport(WSListener):
             ws = self._ws
             # Nothing goes out after picows sent a close frame of its own.
             if ws is not None and not ws.is_disconnected and not ws.is_close_frame_sent:
-                ws.underlying_transport.write(bytes(out))
+                self._send(bytes(out))
             out.clear()
 
     def write_buffer_size(self) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
 import pytest
 
 import wyre
+from wyre.transport import MAX_FRAGMENTS
 
 from .conftest import Link, eventually, seconds
 from .proxy import DIRECTIONS, Gated, barrier, in_flight, linked, raw_client, record, serving
@@ -121,17 +123,24 @@ async def test_cancelling_the_iterating_task_cancels_the_request(link: Link) -> 
     assert link.conn.pending_requests == 0
 
 
-async def test_a_message_in_many_fragments_is_reassembled_in_linear_time() -> None:
-    """picows hands over frames, so wyre reassembles them (websockets does it itself)."""
+async def test_a_message_in_the_most_fragments_allowed_is_reassembled() -> None:
+    """picows hands over frames, so wyre reassembles them (websockets does it itself).
+
+    One frame more is refused (1009): ``tests/test_picows_driver.py``; the
+    reassembly's linear cost is checked in ``tests/test_frames.py``.
+    """
     pytest.importorskip("picows")  # the fast extra; installed by `make test`
     transport = "picows"
     seen: list[Any] = []
     text = json.dumps({"type": "big", "body": "x" * 60_000})
+    pieces = MAX_FRAGMENTS - 1  # websockets ends the message with an empty final frame
+    cuts = [len(text) * n // pieces for n in range(pieces + 1)]
+    chunks = [text[start:end] for start, end in itertools.pairwise(cuts)]
 
     def prepare(server: wyre.Server) -> None:
         server.on("message", "big", lambda ctx: seen.append(len(ctx.message["body"])))
 
     async with serving(transport, prepare) as (_, url), raw_client(url) as peer:
-        await peer.ws.send(iter(text))  # one fragment per character
+        await peer.ws.send(iter(chunks))  # one fragment per chunk
         await eventually(lambda: seen, timeout=30)
     assert seen == [60_000]

@@ -1,21 +1,28 @@
-"""The fast transport: ``picows``, a Cython WebSocket library (``fast`` extra).
+"""The fast driver: ``picows``, a Cython WebSocket library (``fast`` extra).
 
 picows hands over frames from its ``data_received`` callback with no task
 per connection and no queue, which suits wyre's inline dispatch. It delivers
-frames rather than messages, so fragmented messages are reassembled here, and
-the closing handshake is driven here too.
+frames rather than messages, so this driver reassembles fragmented messages
+(:class:`~wyre.transports.frames.Assembler`), builds and coalesces outgoing
+frames itself (:class:`~wyre.transports.frames.FrameWriter`: one socket write
+per event-loop step, and close codes picows' API does not take), runs the
+closing handshake and sends the keepalive pings
+(:class:`~wyre.transports.keepalive.Keepalive`).
+
+picows itself still parses frames, answers pings, bounds a single frame by
+``max_message_size`` (1009) and refuses malformed frames (1002).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import struct
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from picows import (
-    WSAutoPingStrategy,
     WSFrame,
+    WSHandshakeError,
     WSListener,
     WSMsgType,
     WSTransport,
@@ -26,36 +33,35 @@ from picows import (
     ws_create_server,
 )
 
-try:  # websockets' C helper; websockets is wyre's hard dependency anyway
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
-
 from ..exceptions import ConnectError
-from ..protocol import SUBPROTOCOL
-from ..transport import TransportClosing, close_status
+from ..protocol.negotiation import select
+from ..transport import (
+    KEEPALIVE_TIMEOUT,
+    OnOpen,
+    Receiver,
+    TransportClosing,
+    bind_socket,
+    close_status,
+    enable_tcp_keepalive,
+)
+from . import frames
+from .frames import Assembler, FrameError, FrameWriter, parse_close
+from .keepalive import Keepalive, wanted
 
 if TYPE_CHECKING:
-    from ..client import Client
-    from ..config import Options
-    from ..connection import Connection
-    from ..endpoint import Endpoint
-    from ..server import Server
+    import ssl as ssl_module
 
-__all__ = ["PicowsTransport", "connect", "listen"]
+    from ..config import Options
+
+__all__ = ["PicowsDriver", "PicowsTransport"]
 
 TEXT = WSMsgType.TEXT
 BINARY = WSMsgType.BINARY
-CONTINUATION = WSMsgType.CONTINUATION
 CLOSE = WSMsgType.CLOSE
+PING = WSMsgType.PING
+PONG = WSMsgType.PONG
 _NO_LIMIT = 1 << 62
 _FLUSH_AT = 64 * 1024
-_MASK_POOL = 4096
-_TEXT_HEADERS = [bytes((0x81, n)) for n in range(126)]
-_BINARY_HEADERS = [bytes((0x82, n)) for n in range(126)]
-_pack_8 = struct.Struct("!BB").pack
-_pack_16 = struct.Struct("!BBH").pack
-_pack_64 = struct.Struct("!BBQ").pack
 
 
 def _offered(headers: Any) -> list[str]:
@@ -64,225 +70,251 @@ def _offered(headers: Any) -> list[str]:
     return [p.strip() for value in values for p in value.split(",") if p.strip()]
 
 
+def _drop(data: str | bytes) -> None:
+    """Where messages go once this side has started closing."""
+
+
 class PicowsTransport(WSListener):
     """A :class:`~wyre.transport.Transport` and picows listener for one socket."""
 
     __slots__ = (
+        "_assembler",
         "_backlog",
+        "_buffer_size",
         "_close_received",
         "_close_sent",
+        "_deadline",
         "_disconnected",
-        "_endpoint",
         "_flush_scheduled",
-        "_fragment_size",
-        "_fragment_type",
-        "_fragments",
+        "_fragmented",
+        "_frame",
+        "_keepalive",
         "_loop",
-        "_mask_at",
-        "_masks",
-        "_max_size",
+        "_on_open",
+        "_open",
+        "_options",
         "_out",
         "_receive",
+        "_receiver",
+        "_send",
         "_writable",
+        "_writer",
         "_ws",
-        "connection",
         "subprotocol",
     )
 
-    def __init__(self, endpoint: Endpoint, subprotocol: str | None) -> None:
+    def __init__(self, options: Options, on_open: OnOpen, subprotocol: str | None) -> None:
         super().__init__()
-        self._endpoint = endpoint
         self.subprotocol = subprotocol
-        self.connection: Connection | None = None
+        self._options = options
+        self._on_open = on_open
+        self._loop = asyncio.get_running_loop()
         self._ws: WSTransport | None = None
-        # Where complete messages go: the connection, or the backlog while
-        # reading is paused (swapping the callable costs nothing per frame).
-        self._receive: Any = None
+        self._receiver: Receiver | None = None
+        # Where complete messages go: the receiver, the backlog while reading
+        # is paused, or nowhere once closing (swapping the callable costs
+        # nothing per frame).
+        self._receive: Callable[[str | bytes], None] = _drop
         self._backlog: list[str | bytes] | None = None
-        self._fragments: list[bytes] | None = None
-        self._fragment_size = 0
-        self._fragment_type = TEXT
-        self._max_size = endpoint.options.max_message_size or _NO_LIMIT
+        self._assembler = Assembler(options.max_message_size)
+        self._fragmented = False  # a fragmented message is under way
+        self._open = False  # writes are accepted
         self._close_received: tuple[int, str] | None = None
         self._close_sent: tuple[int, str] | None = None
-        self._writable: asyncio.Future[None] | None = None
-        self._loop = asyncio.get_running_loop()
+        self._deadline: asyncio.TimerHandle | None = None  # bounds the closing handshake
         self._disconnected: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._keepalive: Keepalive | None = None
         self._out = bytearray()
-        self._masks: bytes | None = None  # a client's pool of masking keys
-        self._mask_at = 0
         self._flush_scheduled = False
+        self._writer = FrameWriter(mask=False)
+        self._frame = self._writer.data_writer()
+        self._buffer_size: Callable[[], int] = _nothing_buffered
+        self._send: Callable[[bytes], None] = _drop
 
-    # -- picows callbacks ---------------------------------------------------
+    # -- picows callbacks -----------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
+        options = self._options
         self._ws = transport
-        if transport.is_client_side:
-            self._masks = os.urandom(_MASK_POOL)
-        limit = self._endpoint.options.write_limit
-        transport.underlying_transport.set_write_buffer_limits(high=limit, low=limit // 4)
-        self.connection = self._endpoint._open(self)
-        self._receive = self.connection.receive
+        self._writer = FrameWriter(mask=transport.is_client_side)
+        self._frame = self._writer.data_writer()
+        underlying = transport.underlying_transport
+        underlying.set_write_buffer_limits(high=options.write_limit, low=options.write_limit // 4)
+        self._buffer_size = underlying.get_write_buffer_size
+        self._send = underlying.write
+        enable_tcp_keepalive(underlying.get_extra_info("socket"), options.ping_interval or 20)
+        self._open = True
+        if options.ping_interval is not None and wanted(options, self.subprotocol):
+            self._keepalive = Keepalive(
+                options.ping_interval, options.ping_timeout, self._ping, self._keepalive_expired
+            )
+        receiver = self._receiver = self._on_open(self)
+        if self._close_sent is None:
+            self._receive = receiver.receive
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
-        if frame.fin and not self._fragments:
+        if frame.fin and not self._fragmented and not (frame.rsv1 or frame.rsv2 or frame.rsv3):
             if msg_type is TEXT:
                 try:
-                    self._receive(frame.get_payload_as_utf8_text())
-                except UnicodeDecodeError:
-                    self._receive(frame.get_payload_as_bytes())
+                    text = frame.get_payload_as_utf8_text()
+                except UnicodeDecodeError as exc:
+                    self._fail(1007, f"invalid UTF-8 at position {exc.start}")
+                    return
+                self._receive(text)
             elif msg_type is BINARY:
                 self._receive(frame.get_payload_as_bytes())
-            elif msg_type is CLOSE:
-                self._on_close(transport, frame)
-                return
-        elif msg_type in (TEXT, BINARY, CONTINUATION):
-            self._reassemble(transport, frame)
-        elif msg_type is CLOSE:
-            self._on_close(transport, frame)
-            return
-        if frame.last_in_buffer and self._out:
+            else:
+                self._other(frame, msg_type)
+        else:
+            self._other(frame, msg_type)
+        if self._out and frame.last_in_buffer:
             # The answers to everything this socket read are ready: send them
             # now rather than one event-loop step later (the latency of a
             # lone request-reply).
             self.flush()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._open = False
+        self._receive = _drop
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._keepalive is not None:
+            self._keepalive.stop()
         sent = self._close_sent
-        if sent is None and transport.close_handshake is not None:  # picows failed it
-            info = transport.close_handshake.sent
-            sent = None if info is None else (int(info.code.value), info.reason)
+        handshake = transport.close_handshake
+        if handshake is not None and handshake.sent is not None:
+            # picows failed the connection itself (a frame over max_frame_size,
+            # a malformed frame): its close frame says why. On a client it also
+            # keeps the error for wait_disconnected(); collect it there, or
+            # asyncio logs "Future exception was never retrieved".
+            if sent is None:
+                sent = (int(handshake.sent.code.value), handshake.sent.reason)
+            if transport.is_client_side and not self._loop.is_closed():
+                self._loop.create_task(_settle(transport))
         code, reason = close_status(self._close_received, sent)
         if self._disconnected is not None and not self._disconnected.done():
             self._disconnected.set_result(None)
         self.resume_writing()
-        if self.connection is not None:
-            self.connection.connection_lost(code, reason)
+        if self._receiver is not None:
+            self._receiver.connection_lost(code, reason)
 
     def pause_writing(self) -> None:
         if self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
+            self._writable = self._loop.create_future()
 
     def resume_writing(self) -> None:
         writable, self._writable = self._writable, None
         if writable is not None and not writable.done():
             writable.set_result(None)
 
-    def _reassemble(self, transport: WSTransport, frame: WSFrame) -> None:
-        fragments = self._fragments
-        if frame.msg_type is not CONTINUATION:
-            if fragments:
-                self._protocol_error(transport, 1002, "new message inside a fragmented one")
+    # -- frames other than a whole text or binary message ----------------------
+
+    def _other(self, frame: WSFrame, msg_type: WSMsgType) -> None:
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self._fail(1002, "reserved bits set without a negotiated extension")
+        elif msg_type is CLOSE:
+            self._on_close(frame)
+        elif msg_type is PONG:
+            if self._keepalive is not None:
+                self._keepalive.pong(frame.get_payload_as_bytes())
+        elif msg_type is PING:
+            pass  # picows answered it
+        elif self._close_sent is None:  # a fragment, or a continuation without a message
+            try:
+                message = self._assembler.feed(
+                    msg_type.value, frame.fin, frame.get_payload_as_bytes()
+                )
+            except FrameError as exc:
+                self._fail(exc.code, exc.reason)
                 return
-            fragments = self._fragments = []
-            self._fragment_type = frame.msg_type
-        elif not fragments:
-            self._protocol_error(transport, 1002, "continuation without a message")
-            return
-        payload = frame.get_payload_as_bytes()
-        fragments.append(payload)
-        self._fragment_size = size = (self._fragment_size if len(fragments) > 1 else 0) + len(
-            payload
-        )
-        if size > self._max_size:
-            self._fragments = None
-            self._protocol_error(transport, 1009, "message too big")
-            return
-        if frame.fin:
-            self._fragments = None
-            data = b"".join(fragments)
-            if self._fragment_type is TEXT:
-                try:
-                    self._receive(data.decode())
-                    return
-                except UnicodeDecodeError:
-                    pass
-            self._receive(data)
+            self._fragmented = self._assembler.in_message
+            if message is not None:
+                self._receive(message)
 
-    def _on_close(self, transport: WSTransport, frame: WSFrame) -> None:
-        code = int(frame.get_close_code().value) if frame.payload_size >= 2 else 1005
+    def _on_close(self, frame: WSFrame) -> None:
         try:
-            reason = frame.get_close_reason() or ""
-        except Exception:
-            reason = ""
-        self._close_received = (code, reason)
-        if not self._close_sent:
-            self._send_close(code if code != 1005 else 1000, reason)
-        transport.disconnect()
+            received = parse_close(frame.get_payload_as_bytes())
+        except FrameError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        self._close_received = received
+        if self._close_sent is None:  # echo it (an empty one with 1000)
+            self._send_close(*(received if received[0] != 1005 else (1000, "")))
+        self._disconnect()
 
-    def _protocol_error(self, transport: WSTransport, code: int, reason: str) -> None:
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): send a close frame, then drop the socket."""
+        if self._close_sent is not None:
+            return  # already closing: the peer's answer or close_timeout ends it
         self._send_close(code, reason)
-        transport.disconnect()
+        self._disconnect()
 
     def _send_close(self, code: int, reason: str) -> None:
         # picows' send_close() only takes its enum's codes; applications use
-        # 4000-4999 too, so the CLOSE frame is built here.
+        # 4000-4999 too, so the close frame is built here.
         self._close_sent = (code, reason)
-        assert self._ws is not None
+        self._open = False
+        self._receive = _drop
+        self._backlog = None
+        if self._keepalive is not None:
+            self._keepalive.stop()
+        self._writer.close(self._out, code, reason)
         self.flush()
-        self._ws.send(CLOSE, struct.pack("!H", code) + reason.encode())
 
-    # -- Transport ------------------------------------------------------------
+    def _disconnect(self) -> None:
+        """Close the socket once the buffered frames are out, within close_timeout."""
+        ws = self._ws
+        assert ws is not None
+        ws.disconnect()
+        timeout = self._options.close_timeout
+        if self._deadline is None and timeout is not None and not ws.is_disconnected:
+            self._deadline = self._loop.call_later(timeout, self.abort)
+
+    def _ping(self, payload: bytes) -> None:
+        if not self._open:
+            raise TransportClosing("closing handshake under way")
+        self._writer.frame(self._out, frames.PING, payload)
+        self.flush()
+
+    def _keepalive_expired(self) -> None:
+        if self._close_sent is None:
+            self._send_close(*KEEPALIVE_TIMEOUT)  # best effort: the peer may be gone
+        self.abort()
+
+    # -- Transport --------------------------------------------------------------
 
     def write(self, data: str | bytes, binary: bool) -> None:
         # Frames are built here and coalesced: one socket write per event-loop
         # step, not one per frame (a system call is most of a small frame's cost).
-        ws = self._ws
-        assert ws is not None
-        if ws.is_disconnected:
+        if not self._open:
+            ws = self._ws
+            if self._close_sent is not None and ws is not None and not ws.is_disconnected:
+                raise TransportClosing("closing handshake under way")
             raise ConnectionError("socket closed")
-        if self._close_sent:
-            raise TransportClosing("closing handshake under way")
-        if data.__class__ is str:
-            data = data.encode()
-        size = len(data)
         out = self._out
-        if self._masks is None:  # server: frames are not masked
-            if size < 126:
-                out += (_BINARY_HEADERS if binary else _TEXT_HEADERS)[size]
-            else:
-                first = 0x82 if binary else 0x81
-                out += _pack_16(first, 126, size) if size < 65536 else _pack_64(first, 127, size)
-            out += data  # type: ignore[arg-type]
-        else:  # client: every frame is masked with a fresh key (RFC 6455 5.3)
-            first = 0x82 if binary else 0x81
-            if size < 126:
-                out += _pack_8(first, 0x80 | size)
-            elif size < 65536:
-                out += _pack_16(first, 0xFE, size)
-            else:
-                out += _pack_64(first, 0xFF, size)
-            mask = self._mask()
-            out += mask
-            out += apply_mask(data, mask)  # type: ignore[arg-type]
+        self._frame(out, data, binary)
         if len(out) >= _FLUSH_AT:  # a long burst streams out as it is produced
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
-    def _mask(self) -> bytes:
-        """Four bytes from a pool filled by os.urandom: a strong source, one call per 1024."""
-        masks = self._masks
-        assert masks is not None
-        at = self._mask_at
-        if at >= len(masks):
-            masks = self._masks = os.urandom(_MASK_POOL)
-            at = 0
-        self._mask_at = at + 4
-        return masks[at : at + 4]
-
     def flush(self) -> None:
         """Hand every frame written so far to the socket in one write."""
-        if self._out and self._ws is not None and not self._ws.is_disconnected:
-            self._ws.underlying_transport.write(bytes(self._out))
-        self._out.clear()
         self._flush_scheduled = False
+        out = self._out
+        if out:
+            ws = self._ws
+            # Nothing goes out after picows sent a close frame of its own.
+            if ws is not None and not ws.is_disconnected and not ws.is_close_frame_sent:
+                self._send(bytes(out))
+            out.clear()
 
     def write_buffer_size(self) -> int:
-        assert self._ws is not None
-        return len(self._out) + int(self._ws.underlying_transport.get_write_buffer_size())
+        return len(self._out) + int(self._buffer_size())
 
     async def drain(self) -> None:
         self.flush()
@@ -293,17 +325,17 @@ class PicowsTransport(WSListener):
         # picows still delivers every frame it already read from the socket,
         # so those wait in the backlog until reading resumes.
         assert self._ws is not None
-        if self._backlog is None:
+        if self._backlog is None and self._close_sent is None:
             self._backlog = []
             self._receive = self._backlog.append
             self._ws.underlying_transport.pause_reading()
 
     def resume_reading(self) -> None:
         backlog = self._backlog
-        if backlog is None or self._close_sent or self.connection is None:
+        if backlog is None or self._close_sent is not None or self._receiver is None:
             return
         self._backlog = None
-        self._receive = self.connection.receive
+        self._receive = self._receiver.receive
         for index, data in enumerate(backlog):
             self._receive(data)
             if self._backlog is not None:  # paused again: keep the rest
@@ -318,19 +350,19 @@ class PicowsTransport(WSListener):
         assert ws is not None
         if ws.is_disconnected:
             return
-        if not self._close_sent:
+        if self._close_sent is None and not ws.is_close_frame_sent:
             self._send_close(code, reason)
-        # Read on, to see the peer's CLOSE; data frames are dropped from now.
+        # Read on, to see the peer's close frame; messages are dropped from now.
         self._backlog = None
         self._receive = _drop
         ws.underlying_transport.resume_reading()
         if self._disconnected is None:
             self._disconnected = self._loop.create_future()
         try:
-            async with asyncio.timeout(self._endpoint.options.close_timeout):
+            async with asyncio.timeout(self._options.close_timeout):
                 await asyncio.shield(self._disconnected)
         except TimeoutError:
-            ws.disconnect(graceful=False)
+            self.abort()
             await asyncio.shield(self._disconnected)
 
     def abort(self) -> None:
@@ -338,31 +370,32 @@ class PicowsTransport(WSListener):
             self._ws.disconnect(graceful=False)
 
 
-def _drop(data: str | bytes) -> None:
-    """Where frames go once this side has started closing."""
+def _nothing_buffered() -> int:
+    return 0
 
 
-def _common(options: Options) -> dict[str, Any]:
-    keepalive = options.ping_interval is not None
-    return {
-        "websocket_handshake_timeout": options.open_timeout,
-        "enable_auto_ping": keepalive,
-        "auto_ping_idle_timeout": options.ping_interval if keepalive else 20,
-        # picows waits for a pong at most as long as the ping interval
-        "auto_ping_reply_timeout": min(options.ping_timeout or 20, options.ping_interval or 20),
-        "auto_ping_strategy": WSAutoPingStrategy.PING_WHEN_IDLE,
-        "max_frame_size": options.max_message_size or _NO_LIMIT,
-        "disconnect_on_exception": True,
-    }
+async def _settle(transport: WSTransport) -> None:
+    """Collect the error picows keeps for wait_disconnected() (the close code reported it)."""
+    with contextlib.suppress(Exception):
+        await transport.wait_disconnected()
 
 
-class _Listener:
-    def __init__(self, server: asyncio.Server) -> None:
+class PicowsListener:
+    """A :class:`~wyre.transport.Listener` around picows' asyncio server."""
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    def _serve(self, server: asyncio.Server) -> None:
         self._server = server
         self.port = int(server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
-        self._server.close()
+        self.accepting = False  # handshakes under way now get 503
+        if self._server is not None:
+            self._server.close()
 
     async def wait_closed(self) -> None:
         # asyncio.Server.wait_closed() would wait for every connection;
@@ -370,44 +403,124 @@ class _Listener:
         return None
 
 
-async def listen(server: Server, host: str | None, port: int) -> _Listener:
-    """Start accepting connections for ``server`` on ``host:port``."""
-    options = server.options
+def _refuse(status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    response = WSUpgradeResponse.create_error_response(status, body, extra_headers=headers)
+    return WSUpgradeResponseWithListener(response, None)
 
-    def accept(request: WSUpgradeRequest) -> Any:
-        offered = _offered(request.headers)
-        chosen = next((p for p in options.subprotocols if p in offered), None)
-        if chosen is None and options.extensions and SUBPROTOCOL in offered:
-            chosen = SUBPROTOCOL
-        listener = PicowsTransport(server, chosen)
-        if chosen is None:
-            return listener
-        response = WSUpgradeResponse.create_101_response(
-            extra_headers={"Sec-WebSocket-Protocol": chosen}
+
+def _common(options: Options) -> dict[str, Any]:
+    """picows options for both sides: wyre runs keepalive pings itself."""
+    return {
+        "websocket_handshake_timeout": options.open_timeout,
+        "enable_auto_ping": False,
+        "enable_auto_pong": True,
+        "max_frame_size": options.max_message_size or _NO_LIMIT,
+        "disconnect_on_exception": True,
+    }
+
+
+class _Refused(Exception):
+    """The server's handshake response is not one this client accepts."""
+
+
+def _connect_error(url: str, exc: BaseException, options: Options) -> ConnectError:
+    if isinstance(exc, WSHandshakeError) and exc.response is not None:
+        status = int(exc.response.status)
+        if status != 101:
+            phrase = getattr(exc.response.status, "phrase", "")
+            return ConnectError(
+                f"cannot connect to {url}: the server answered HTTP {status} {phrase}".rstrip(),
+                status=status,
+            )
+    if isinstance(exc, TimeoutError):
+        return ConnectError(
+            f"cannot connect to {url}: no handshake within {options.open_timeout} s"
         )
-        return WSUpgradeResponseWithListener(response, listener)
-
-    asyncio_server = await ws_create_server(accept, host, port, **_common(options))
-    return _Listener(asyncio_server)
+    return ConnectError(f"cannot connect to {url}: {str(exc) or type(exc).__name__}")
 
 
-async def connect(client: Client, url: str, protocols: list[str]) -> Connection:
-    """Open a connection to ``url`` for ``client``.
+class PicowsDriver:
+    """The :class:`~wyre.transport.Driver` for picows."""
 
-    Raises:
-        ConnectError: nothing listening, handshake refused, or timed out.
-    """
-    options = client.options
+    name = "picows"
 
-    def make(_: WSUpgradeRequest, response: WSUpgradeResponse) -> PicowsTransport:
-        chosen = next(iter(_offered(response.headers)), None)
-        return PicowsTransport(client, chosen if chosen in protocols else None)
+    async def listen(
+        self,
+        options: Options,
+        on_open: OnOpen,
+        *,
+        host: str | None,
+        port: int,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> PicowsListener:
+        listener = PicowsListener()
 
-    headers = {"Sec-WebSocket-Protocol": ", ".join(protocols)} if protocols else None
-    try:
-        async with asyncio.timeout(options.open_timeout):
-            _, listener = await ws_connect(make, url, extra_headers=headers, **_common(options))
-    except Exception as exc:  # OSError, WSHandshakeError, TimeoutError, bad URL
-        raise ConnectError(f"cannot connect to {url}: {exc}") from exc
-    assert isinstance(listener, PicowsTransport) and listener.connection is not None
-    return listener.connection
+        def accept(request: WSUpgradeRequest) -> Any:
+            if not listener.accepting:
+                return _refuse(503, b"server shutting down")
+            if request.headers.get("Sec-WebSocket-Version") != "13":
+                return _refuse(
+                    426, b"unsupported WebSocket version", {"Sec-WebSocket-Version": "13"}
+                )
+            chosen = select(_offered(request.headers), options.subprotocols, options.extensions)
+            transport = PicowsTransport(options, on_open, chosen)
+            if chosen is None:
+                return transport
+            response = WSUpgradeResponse.create_101_response(
+                extra_headers={"Sec-WebSocket-Protocol": chosen}
+            )
+            return WSUpgradeResponseWithListener(response, transport)
+
+        kwargs = _common(options)
+        if ssl is not None:
+            kwargs["ssl"] = ssl
+        sock = bind_socket(host, port)
+        try:
+            if sock is None:
+                server = await ws_create_server(accept, host, port, **kwargs)
+            else:  # one socket, one port, for IPv4 and IPv6
+                server = await ws_create_server(accept, sock=sock, **kwargs)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        listener._serve(server)
+        return listener
+
+    async def connect(
+        self,
+        options: Options,
+        on_open: OnOpen,
+        url: str,
+        *,
+        subprotocols: Sequence[str],
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> Receiver:
+        offered = list(subprotocols)
+        made: list[PicowsTransport] = []
+
+        def make(_: WSUpgradeRequest, response: WSUpgradeResponse) -> PicowsTransport:
+            selected = _offered(response.headers)
+            if len(selected) > 1 or (selected and selected[0] not in offered):
+                raise _Refused(
+                    f"the server selected subprotocol {', '.join(selected)!r}, "
+                    f"which was not offered"
+                )
+            transport = PicowsTransport(options, on_open, selected[0] if selected else None)
+            made.append(transport)
+            return transport
+
+        headers = {"Sec-WebSocket-Protocol": ", ".join(offered)} if offered else None
+        try:
+            async with asyncio.timeout(options.open_timeout):
+                _, listener = await ws_connect(
+                    make, url, ssl_context=ssl, extra_headers=headers, **_common(options)
+                )
+        except BaseException as exc:
+            for transport in made:  # opened just as the time ran out
+                transport.abort()
+            if not isinstance(exc, Exception):
+                raise
+            raise _connect_error(url, exc, options) from exc
+        assert isinstance(listener, PicowsTransport) and listener._receiver is not None
+        return listener._receiver

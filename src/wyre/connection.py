@@ -591,8 +591,14 @@ class Connection:
             self._loop.call_soon(call_back, callback, self, None)
         return self._flow.waiter() if sent else DONE
 
-    def _write(self, data: str | bytes, binary: bool) -> None:
+    def _write(self, data: str | bytes, binary: bool, answering: bool) -> None:
         """Write one frame: the choke point every frame of this connection passes.
+
+        Above ``write_limit``, sends wait for the peer to read; when the frame
+        answers the peer (``answering``), reading the peer stops too, so a peer
+        that sends without reading what it asked for is slowed down by TCP.
+        This side's own sends never stop its reading: the answers it waits
+        for must still get in.
 
         Raises:
             ConnectionClosed: the connection is closed or closing.
@@ -609,7 +615,7 @@ class Connection:
             self.connection_lost(1006, "write failed")
             raise self._closed_error() from exc
         if self._transport.write_buffer_size() > self._write_limit:
-            self._flow.congested()
+            self._flow.congested(answering)
 
     def _stalled(self, why: str) -> None:
         """The peer stopped reading (or a write failed): drop it."""

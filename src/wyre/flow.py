@@ -3,9 +3,10 @@
 A connection stops reading its socket for any of a few reasons, each a flag
 held in :class:`Flow` (reading resumes when none is left):
 
-* ``CONGESTED``: the write buffer went above ``write_limit`` and waits for
-  the peer to read; a peer that reads nothing for ``write_timeout`` is
-  dropped. Sends made meanwhile wait (their awaitable is :meth:`Flow.waiter`).
+* ``CONGESTED``: answers to the peer filled the write buffer above
+  ``write_limit``: it must read them before it may send more. A peer that
+  reads nothing for ``write_timeout`` is dropped. Sends made meanwhile wait
+  (their awaitable is :meth:`Flow.waiter`), whoever filled the buffer.
 * ``QUEUE_FULL``: more coroutine handlers wait for a slot than
   ``max_queued_handlers`` (see :mod:`wyre.runner`).
 * ``OPENING``: the ``connection`` handler has not finished yet.
@@ -89,15 +90,18 @@ class Flow:
             else:
                 self._transport.resume_reading()
 
-    def congested(self) -> None:
-        """The write buffer went above ``write_limit``: wait for the peer, reading nothing.
+    def congested(self, stop_reading: bool) -> None:
+        """The write buffer went above ``write_limit``: wait for the peer to read.
 
         The connection checks the buffer after each write (cheaper there than
-        a call here per frame) and calls this when it is above the limit.
+        a call here per frame) and calls this when it is above the limit;
+        ``stop_reading`` when the write answered the peer (see
+        ``Connection._write``). Both end when the buffer drained.
         """
+        if stop_reading:
+            self.hold(CONGESTED, True)
         if self._drained is None:
             self._drained = self._loop.create_future()
-            self.hold(CONGESTED, True)
             self._loop.create_task(self._drain(self._drained))
 
     def waiter(self) -> Awaitable[None]:

@@ -11,21 +11,28 @@ from wyre.protocol.session import Session
 
 
 class Wire:
-    """Collects what a session writes, as ``(data, binary)`` pairs."""
+    """Collects what a session writes, as ``(data, binary)`` pairs.
+
+    ``answering`` records, for each frame, whether the session marked it as
+    an answer to the peer (REPLY, ERROR, PARTIAL, ACK).
+    """
 
     def __init__(self) -> None:
         self.frames: list[tuple[str | bytes, bool]] = []
+        self.answering: list[bool] = []
         self.fail = False
 
-    def write(self, data: str | bytes, binary: bool) -> None:
+    def write(self, data: str | bytes, binary: bool, answering: bool) -> None:
         if self.fail:
             raise ConnectionError("the connection is closed")
         self.frames.append((data, binary))
+        self.answering.append(answering)
 
     def take(self) -> list[dict[str, Any]]:
         """The decoded frames written so far (and forget them)."""
         taken = [json.loads(data) for data, _ in self.frames]
         self.frames.clear()
+        self.answering.clear()
         return taken
 
     def __len__(self) -> int:

@@ -212,7 +212,7 @@ def test_an_answer_that_cannot_be_encoded_leaves_the_request_open(
     with pytest.raises(CodecError):
         session.answer(request, direction, {"bad": {1, 2}})
     with pytest.raises(CodecError):
-        session.answer(request, direction, {"bad": math.nan})
+        session.answer(request, direction, {"bad": object()})
     assert len(wire) == 0
     assert request.state == OPEN
     assert session.open_requests == 1
@@ -253,7 +253,7 @@ def test_answering_with_a_direction_that_is_not_an_answer_writes_nothing(
     # the session unchanged when the message cannot be sent.
     session, wire = make()
     request = incoming(session)
-    with pytest.raises((LocalProtocolError, ValueError, TypeError, KeyError)):
+    with pytest.raises(LocalProtocolError, match="not an answer"):
         session.answer(request, direction, {})
     assert wire.frames == []
     assert request.state == OPEN
@@ -415,7 +415,7 @@ def test_outgoing_messages_must_be_dicts(message: Any) -> None:
 
 
 @pytest.mark.parametrize("codec", CODECS)
-@pytest.mark.parametrize("value", [{1, 2}, math.nan, -math.inf, b"raw", object()])
+@pytest.mark.parametrize("value", [{1, 2}, b"raw", object(), 1j])
 def test_outgoing_messages_that_cannot_be_encoded_leave_the_session_unchanged(
     codec: Any, value: Any
 ) -> None:
@@ -964,7 +964,7 @@ def test_a_frame_that_is_not_an_object_is_rejected(codec: Any, data: str) -> Non
 
 
 @pytest.mark.parametrize("codec", CODECS)
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
 def test_nan_and_infinity_literals_are_refused(codec: Any, literal: str) -> None:
     session, wire = make(codec=codec())
     data = '{"key":"k","direction":"REQUEST","x":' + literal + "}"
@@ -1233,8 +1233,6 @@ CODEC_VALUES = [
     pytest.param({"level": Level.HIGH}, id="intenum"),
     pytest.param({1: "a", 2: "b"}, id="int-keys"),
     pytest.param({1.5: "a", True: "b", None: "c"}, id="float-bool-none-keys"),
-    pytest.param({"n": 2**70}, id="bigint"),
-    pytest.param({"n": [-(2**65)]}, id="bigint-negative-nested"),
     pytest.param({"n": 2**64 - 1, "m": -(2**63)}, id="int-64-bit-bounds"),
     pytest.param([1, (2, [3, (4, ())]), {"t": (5,)}], id="nested-lists-tuples"),
     pytest.param({"s": "é\u2028😀", "f": 0.1, "z": -0.0, "e": 1e300}, id="plain-json"),
@@ -1257,10 +1255,20 @@ CODEC_VALUES = [
 ]
 
 
+def _encode(codec: Codec, value: Any) -> str | bytes:
+    """Encode as the codec's contract says: ``fallback`` takes what ``encode`` refused."""
+    try:
+        return codec.encode(value)
+    except Exception:
+        if codec.fallback is None:
+            raise
+        return codec.fallback(value)
+
+
 def _round_trip(codec: Codec, value: Any) -> tuple[str, Any] | None:
     """The text ``codec`` writes for ``value`` and what it reads back; None if refused."""
     try:
-        data = codec.encode(value)
+        data = _encode(codec, value)
     except (ValueError, TypeError):
         return None
     text = data.decode() if isinstance(data, bytes) else data
@@ -1282,8 +1290,8 @@ def test_json_and_orjson_accept_and_refuse_the_same_values(value: Any) -> None:
 @pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize(
     "value",
-    [math.nan, math.inf, -math.inf, [1.0, (math.nan,)], Reading(math.inf), {1, 2}, object()],
-    ids=["nan", "inf", "-inf", "nested-nan", "dataclass-inf", "set", "object"],
+    [{1, 2}, frozenset(), b"x", object(), [1, ({2},)]],
+    ids=["set", "frozenset", "bytes", "object", "nested-set"],
 )
 def test_refused_values_are_codec_errors_in_the_session(codec: Any, value: Any) -> None:
     session, wire = make(codec=codec())
@@ -1297,6 +1305,31 @@ def test_refused_values_are_codec_errors_in_the_session(codec: Any, value: Any) 
     assert len(wire) == 0
 
 
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (math.nan, None),
+        (-math.inf, None),
+        ([1.5, (math.inf, {"n": math.nan})], [1.5, [None, {"n": None}]]),
+        (Reading(math.nan), {"value": None}),
+    ],
+    ids=["nan", "-inf", "nested", "dataclass"],
+)
+def test_nan_and_infinities_are_written_as_null(codec: Any, value: Any, written: Any) -> None:
+    # codecs.py: written as null, exactly as JSON.stringify writes them
+    session, wire = make(codec=codec(), extensions=True)
+    request = incoming(session)
+    session.send({"v": value})
+    session.request({"v": value}, Pending())
+    session.send_acked({"v": value}, Pending())
+    session.answer(request, PARTIAL, {"v": value})
+    session.answer_error(request, "E", "e")
+    sent = wire.take()
+    assert [m["v"] for m in sent[:4]] == [written] * 4
+    assert request.state == ANSWERED
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -1305,8 +1338,6 @@ def test_refused_values_are_codec_errors_in_the_session(codec: Any, value: Any) 
         '{"a":-Infinity}',
         '{"a":1e400}',
         '{"a":-1e400}',
-        '{"a":"\\ud800"}',
-        '{"a":123456789012345678901234567890}',
         '{"a":1,"a":2}',
         '{"a":1.0}',
     ],
@@ -1316,8 +1347,6 @@ def test_refused_values_are_codec_errors_in_the_session(codec: Any, value: Any) 
         "-Infinity",
         "overflow-to-inf",
         "overflow-to--inf",
-        "lone-surrogate-escape",
-        "bigint",
         "duplicate-field",
         "float",
     ],
@@ -1333,3 +1362,22 @@ def test_json_and_orjson_decode_alike(data: str) -> None:
     assert by_json == by_orjson
     if by_json[0]:
         assert type(by_json[1]["a"]) is type(by_orjson[1]["a"])
+
+
+@pytest.mark.parametrize("value", [{"n": 2**70}, {"n": [-(2**65)]}], ids=["big", "negative-nested"])
+def test_integers_beyond_64_bits_are_written_alike_and_read_back_as_documented(value: Any) -> None:
+    # The documented difference (codecs.py): json reads them exactly, orjson as floats.
+    by_json = _round_trip(json_codec(), value)
+    by_orjson = _round_trip(orjson_codec(), value)
+    assert by_json is not None and by_orjson is not None
+    assert by_json[0] == by_orjson[0]
+    assert by_json[1] == value
+    assert by_orjson[1] == json.loads(json.dumps(value), parse_int=float)
+
+
+def test_a_lone_surrogate_escape_is_read_as_documented() -> None:
+    # The documented difference (codecs.py): json accepts it, orjson refuses the frame.
+    data = '{"a":"\\ud800"}'
+    assert json_codec().decode(data) == {"a": "\ud800"}
+    with pytest.raises(ValueError):
+        orjson_codec().decode(data)

@@ -18,7 +18,14 @@ where orjson is installed works where it is not:
   ``float``, ``bool`` or ``None`` (written as strings, as JSON requires);
 * ``NaN`` and the infinities, which are not JSON, are written as ``null``,
   exactly as JavaScript's ``JSON.stringify`` (the original wyre's encoder)
-  and orjson write them, and refused when a frame contains them.
+  and orjson write them, and refused when a frame contains them (as
+  literals, or as numbers too large for a float).
+
+Two differences remain, both on reading: integers beyond 64 bits are read
+exactly by json and as floats by orjson (JavaScript peers cannot represent
+integers beyond 2**53 exactly anyway: send such numbers as strings), and a
+lone surrogate escape (``"\\ud800"``) is accepted by json and refused by
+orjson.
 
 (Refusing them on the way out instead would cost a scan of every encoded
 message, more than orjson's whole encoding of a small one.)
@@ -82,23 +89,35 @@ def _finite(value: Any) -> Any:
     if value.__class__ is float:
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {_finite(k): _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, enum.Enum) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type)
+    ):
         return _finite(_extra(value))
     return value
 
 
-def _encode_json(message: Any) -> str:
+def _encode_json(message: Any) -> bytes:
     try:
-        return _encode_strict(message)
+        text = _encode_strict(message)
     except ValueError:
-        return _encode_strict(_finite(message))  # a NaN or infinity: null, as in JavaScript
+        text = _encode_strict(_finite(message))  # a NaN or infinity: null, as in JavaScript
+    # Encoded here rather than by the transport, so that a string that is not
+    # valid Unicode (a lone surrogate) is a CodecError, not a failed write.
+    return text.encode()
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def _decode_json(data: str | bytes) -> Any:
-    return json.loads(data, parse_constant=_refuse_constant)
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def json_codec() -> Codec:
@@ -110,18 +129,9 @@ def orjson_codec() -> Codec:
     """JSON through ``orjson``; raises ``ImportError`` when it is not installed."""
     import orjson
 
-    dumps = orjson.dumps
-    non_str_keys = orjson.OPT_NON_STR_KEYS
-
-    def fallback(message: Any) -> bytes:
-        # What orjson alone refuses but the json codec accepts (int keys,
-        # integers over 64 bits): the same result the slow way.
-        try:
-            return dumps(message, option=non_str_keys)
-        except TypeError:
-            return _encode_json(message).encode()
-
-    return Codec(decode=orjson.loads, encode=dumps, name="orjson", fallback=fallback)
+    # What orjson refuses (int keys, integers over 64 bits, a NaN in an Enum)
+    # goes through the json codec: both accept and write exactly the same.
+    return Codec(decode=orjson.loads, encode=orjson.dumps, name="orjson", fallback=_encode_json)
 
 
 def default_codec() -> Codec:

@@ -61,8 +61,12 @@ from .pending import ABANDONED_MEMORY, Pending, new_key
 
 __all__ = ["BAD_FRAME_WINDOW", "Session", "Write"]
 
-Write = Callable[[str | bytes, bool], None]
-"""Where the session's frames go: ``write(data, binary)``; may raise when closed."""
+Write = Callable[[str | bytes, bool, bool], None]
+"""Where the session's frames go: ``write(data, binary, answering)``; may raise when closed.
+
+``answering`` is true for what answers the peer (REPLY, ERROR, PARTIAL, ACK):
+frames the peer made this side write. A driver that cannot write those out
+should stop reading the peer; its own sends and requests should just wait."""
 
 BAD_FRAME_WINDOW = 10.0
 """Seconds over which ``max_bad_frames`` is counted (a leaky bucket)."""
@@ -186,10 +190,12 @@ class Session:
                         frame=data,
                     )
                 if key in self._incoming:
-                    self.answer_error(
-                        self._incoming[key], "DuplicateKey", f"request {key} is already running"
+                    # Refused with an ERROR of its own; the running request stays open.
+                    error = RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
+                    sent = self._write_error(
+                        key, "DuplicateKey", f"request {key} is already running"
                     )
-                    raise RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
+                    return FrameRejected(error, replied=sent)
                 request = IncomingRequest(key, self._get_type(message), message)
                 self._incoming[key] = request
                 return request
@@ -246,12 +252,17 @@ class Session:
         except Exception:
             answerable = False
         if answerable:
-            body = {"error": type(error).__name__, "message": str(error)}
-            try:
-                self._write(self._encode(self._stamp(body, key, "ERROR")), False)
-            except Exception:
-                answerable = False
+            answerable = self._write_error(key, type(error).__name__, str(error))
         return FrameRejected(error, replied=answerable)
+
+    def _write_error(self, key: Any, name: str, text: str) -> bool:
+        """Write an ERROR for ``key`` outside any request's answer state; False if it failed."""
+        try:
+            body = self._stamp({"error": name, "message": text}, key, "ERROR")
+            self._write(self._encode(body), False, True)
+        except Exception:
+            return False
+        return True
 
     def penalise(self, now: float) -> tuple[int, str] | None:
         """Count one bad frame at time ``now``; the close to send when there were too many.
@@ -282,7 +293,7 @@ class Session:
         """
         if self._requires_dict and message.__class__ is not dict:
             _check_dict(message, "message")
-        self._write(self._encode_checked(message), binary)
+        self._write(self._encode_checked(message), binary, False)
 
     def send_acked(self, message: Any, pending: Pending, binary: bool = False) -> None:
         """Write a keyed MESSAGE that the peer will ACK (``wyre.v2`` only); track ``pending``.
@@ -303,7 +314,7 @@ class Session:
             body["key"] = key
         else:
             self._set_key(body, key)
-        self._write(self._encode_checked(body), binary)
+        self._write(self._encode_checked(body), binary, False)
         pending.key = key
         self._acks[key] = pending
 
@@ -330,7 +341,7 @@ class Session:
             data = self._encode(body)
         except Exception as exc:
             data = self._encode_slowly(body, exc)
-        self._write(data, binary)
+        self._write(data, binary, False)
         pending.key = key
         pending.type = self._get_type(body)
         self._requests[key] = pending
@@ -366,7 +377,7 @@ class Session:
             data = self._encode(body)
         except Exception as exc:
             data = self._encode_slowly(body, exc)
-        self._write(data, binary)
+        self._write(data, binary, True)
         if next_state != OPEN:
             request.state = next_state
             if self._incoming.get(request.key) is request:
@@ -465,7 +476,7 @@ class Session:
             if message.__class__ is not dict:
                 _check_dict(message, what)
             return dict(message)
-        return copy.copy(message)
+        return copy.deepcopy(message)  # a custom setter may write anywhere inside it
 
     def _stamp(self, message: Any, key: Any, direction: str) -> Any:
         """A copy of ``message`` carrying ``key`` and ``direction``."""
@@ -473,7 +484,7 @@ class Session:
             if message.__class__ is not dict:
                 _check_dict(message, "message")
             return {**message, "key": key, "direction": direction}
-        body = copy.copy(message)
+        body = copy.deepcopy(message)  # a custom setter may write anywhere inside it
         self._set_key(body, key)
         self._set_direction(body, direction)
         return body
@@ -497,7 +508,9 @@ class Session:
         """Write a ``wyre.v2`` control frame (ACK, CANCEL); best effort."""
         # A failure means the connection is closing; it reports that itself.
         with contextlib.suppress(Exception):
-            self._write(self._encode(self._stamp({}, key, _WIRE[direction])), False)
+            self._write(
+                self._encode(self._stamp({}, key, _WIRE[direction])), False, direction is ACK
+            )
 
 
 def _check_dict(message: Any, what: str) -> None:

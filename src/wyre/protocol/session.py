@@ -191,11 +191,11 @@ class Session:
                     )
                 if key in self._incoming:
                     # Refused with an ERROR of its own; the running request stays open.
-                    error = RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
+                    duplicate = RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
                     sent = self._write_error(
                         key, "DuplicateKey", f"request {key} is already running"
                     )
-                    return FrameRejected(error, replied=sent)
+                    return FrameRejected(duplicate, replied=sent)
                 request = IncomingRequest(key, self._get_type(message), message)
                 self._incoming[key] = request
                 return request

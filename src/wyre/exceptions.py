@@ -62,7 +62,15 @@ class WyreError(Exception):
 
 
 class ConnectError(WyreError):
-    """The connection could not be opened: nothing listening, refused or timed out."""
+    """The connection could not be opened: nothing listening, refused or timed out.
+
+    ``status`` is the HTTP status the server answered the handshake with,
+    when it answered with something other than 101; otherwise None.
+    """
+
+    def __init__(self, *args: object, status: int | None = None) -> None:
+        super().__init__(*args)
+        self.status = status
 
 
 class ConnectionClosed(WyreError):

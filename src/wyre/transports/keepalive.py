@@ -37,7 +37,7 @@ def wanted(options: Options, subprotocol: str | None) -> bool:
 class Keepalive:
     """Sends a ping every ``interval`` seconds; calls ``dead`` when a pong is late."""
 
-    __slots__ = ("_dead", "_interval", "_loop", "_ping", "_timer", "_timeout", "_waiting")
+    __slots__ = ("_dead", "_interval", "_loop", "_ping", "_timeout", "_timer", "_waiting")
 
     def __init__(
         self,

@@ -1,229 +1,648 @@
-"""The default transport: the ``websockets`` library's asyncio implementation.
+"""The default transport: the ``websockets`` library's Sans-I/O protocol, under our own I/O.
 
-Frames are written synchronously through the connection's Sans-I/O protocol
-object (as ``websockets.broadcast`` does), so that a plain-function handler
-can answer without a task; ``drain()`` provides the flow control.
+:class:`WebsocketsTransport` is an :class:`asyncio.Protocol`: the event loop
+hands it the bytes read from the socket, websockets' Sans-I/O objects
+(:class:`~websockets.server.ServerProtocol`,
+:class:`~websockets.client.ClientProtocol`) turn them into frames, and
+complete messages go straight to the :class:`~wyre.transport.Receiver`
+from ``data_received``: no task and no queue per connection.
+
+::
+
+    socket ─ data_received ─ protocol.receive_data ─ frames ─ Assembler ─ receiver.receive
+    receiver ─ write ─ protocol.send_text ─ (coalesced) ─ transport.write ─ socket
+
+Writes are coalesced: the frames written during one event-loop step (or
+while handling what one read brought) go out in a single
+``transport.write()``, one system call instead of one per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import ssl as ssl_module
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.asyncio.server import Server as WsServer
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed as WsConnectionClosed
-from websockets.protocol import OPEN
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidState, InvalidStatus, InvalidURI
+from websockets.extensions.permessage_deflate import (
+    enable_client_permessage_deflate,
+    enable_server_permessage_deflate,
+)
+from websockets.frames import BINARY, CLOSE, CONT, PONG, TEXT, Close, Frame
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from ..exceptions import ConnectError
-from ..protocol import SUBPROTOCOL
-from ..transport import TransportClosing, close_status
+from ..protocol.negotiation import select
+from ..transport import (
+    KEEPALIVE_TIMEOUT,
+    TransportClosing,
+    bind_socket,
+    close_status,
+    enable_tcp_keepalive,
+)
+from .frames import Assembler, FrameError
+from .keepalive import Keepalive, wanted
 
 if TYPE_CHECKING:
-    from ..client import Client
     from ..config import Options
-    from ..connection import Connection
-    from ..server import Server
+    from ..transport import OnOpen, Receiver
 
-__all__ = ["WebsocketsTransport", "connect", "listen"]
+__all__ = ["WebsocketsDriver", "WebsocketsTransport"]
 
 _FLUSH_AT = 64 * 1024
+"""Unflushed bytes past which a write goes out at once instead of at the end of the step."""
+
+_CONNECTING = State.CONNECTING
+_OPEN = State.OPEN
 
 
-class WebsocketsTransport:
-    """A :class:`~wyre.transport.Transport` over one websockets connection.
+def _drop(data: str | bytes) -> None:
+    """Where messages go when nobody may see them (before opening, after closing)."""
 
-    Writes are coalesced: frames written during one event-loop step go out
-    in a single ``transport.write()``, one system call instead of one per
-    frame, which is most of the cost of a small reply. A flush happens at
-    the end of the step, or before waiting on a full buffer.
+
+def _status(close: Close | None) -> tuple[int, str] | None:
+    return None if close is None else (int(close.code), close.reason)
+
+
+class WebsocketsTransport(asyncio.Protocol):
+    """A :class:`~wyre.transport.Transport` for one socket, and its asyncio protocol.
+
+    One object from the TCP accept (or connect) to the end: it runs the
+    opening handshake, calls ``on_open`` once it succeeds, then moves
+    messages. ``connection_lost`` is reported to the receiver exactly once,
+    with :func:`~wyre.transport.close_status` of the close frames exchanged
+    (or :data:`~wyre.transport.KEEPALIVE_TIMEOUT`).
     """
 
     __slots__ = (
+        "_assembler",
+        "_backlog",
+        "_close_timer",
         "_closing",
+        "_drain_waiters",
+        "_dropping",
+        "_eof_written",
         "_flush_scheduled",
+        "_gone",
+        "_keepalive",
+        "_listener",
         "_loop",
+        "_lost",
+        "_lost_status",
+        "_on_open",
+        "_open_timer",
+        "_opened",
+        "_options",
         "_paused",
-        "_resumed",
+        "_protocol",
+        "_receive",
+        "_receiver",
+        "_transport",
         "_unflushed",
-        "_ws",
+        "_url",
+        "_writing_paused",
         "subprotocol",
     )
 
-    def __init__(self, ws: ServerConnection | ClientConnection) -> None:
-        self._ws = ws
+    _transport: asyncio.Transport  # set by connection_made, before anything else runs
+
+    def __init__(
+        self,
+        options: Options,
+        on_open: OnOpen,
+        protocol: ServerProtocol | ClientProtocol,
+        *,
+        listener: _Listener | None = None,
+        url: str = "",
+    ) -> None:
+        self._options = options
+        self._on_open = on_open
+        self._protocol = protocol
+        self._listener = listener
+        self._url = url
         self._loop = asyncio.get_running_loop()
-        self.subprotocol: str | None = ws.subprotocol
+        self.subprotocol: str | None = None
+        self._receiver: Receiver | None = None
+        # Where the next complete message goes: the receiver, the backlog
+        # while reading is paused, or nowhere (swapping it costs nothing per frame).
+        self._receive: Callable[[str | bytes], None] = _drop
+        self._assembler = Assembler(options.max_message_size)
+        self._keepalive: Keepalive | None = None
         self._paused = False
-        self._resumed: asyncio.Future[None] | None = None
+        self._backlog: deque[str | bytes] | None = None
         self._unflushed = 0
         self._flush_scheduled = False
-        self._closing = False
+        self._eof_written = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._closing = False  # a close frame went or came, the handshake failed, or aborted
+        self._dropping = False  # this side closed: frames still arriving are dropped
+        self._gone = False  # the socket is closed or being aborted
+        self._open_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._lost_status: tuple[int, str] | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        # A client's connect() waits on this for the handshake's outcome.
+        self._opened: asyncio.Future[Receiver] | None = (
+            self._loop.create_future() if isinstance(protocol, ClientProtocol) else None
+        )
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport = cast(asyncio.Transport, transport)
+        options = self._options
+        transport.set_write_buffer_limits(high=options.write_limit, low=options.write_limit // 4)
+        enable_tcp_keepalive(transport.get_extra_info("socket"), options.ping_interval or 20)
+        protocol = self._protocol
+        if isinstance(protocol, ClientProtocol):
+            protocol.send_request(protocol.connect())
+            self._flush()
+            return  # connect() bounds the handshake
+        listener = self._listener
+        if listener is not None:
+            listener.handshakes.add(self)
+            if not listener.accepting:
+                self.refuse()
+                return
+        if options.open_timeout is not None:
+            self._open_timer = self._loop.call_later(options.open_timeout, self._open_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self._protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        # What handling these frames writes goes out below, in one write.
+        self._flush_scheduled = True
+        try:
+            if self._receiver is None:
+                events = self._handshake(events)
+            feed = self._assembler.feed
+            for frame in cast(list[Frame], events):
+                opcode = frame.opcode
+                if opcode is TEXT or opcode is BINARY or opcode is CONT:
+                    try:
+                        message = feed(opcode, frame.fin, frame.data)  # type: ignore[arg-type]
+                    except FrameError as exc:
+                        self._fail(exc.code, exc.reason)
+                        break
+                    if message is not None:
+                        self._receive(message)
+                elif opcode is PONG:
+                    if self._keepalive is not None:
+                        self._keepalive.pong(frame.data)  # type: ignore[arg-type]
+                elif opcode is CLOSE:
+                    self._options.logger.debug("close frame received: %s", protocol.close_rcvd)
+                # a PING is answered by the protocol itself
+        finally:
+            self._flush()
+        if not self._closing and protocol.close_expected():
+            self._begin_closing()
+
+    def eof_received(self) -> bool | None:
+        protocol = self._protocol
+        protocol.receive_eof()
+        events = protocol.events_received()
+        if events and self._receiver is None:
+            self._handshake(events)  # a response that ends with the stream
+        self._flush()
+        return None  # the TCP connection closes: WebSocket needs no half-open socket
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = self._closing = self._dropping = True
+        self._receive = _drop
+        protocol = self._protocol
+        protocol.receive_eof()  # idempotent; the protocol is now CLOSED
+        for timer in (self._open_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._open_timer = self._close_timer = None
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            self._keepalive = None
+        if self._listener is not None:
+            self._listener.handshake_ended(self)
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            status = self._lost_status or close_status(
+                _status(protocol.close_rcvd), _status(protocol.close_sent)
+            )
+            self._options.logger.debug("websocket closed: %s %r", *status)
+            receiver.connection_lost(*status)
+        elif self._opened is not None and not self._opened.done():
+            cause = protocol.handshake_exc or exc
+            detail = f": {cause}" if cause is not None else ""
+            self._opened.set_exception(
+                ConnectError(f"cannot connect to {self._url}: connection lost in handshake{detail}")
+            )
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("socket closed"))
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- Transport -------------------------------------------------------------
 
     def write(self, data: str | bytes, binary: bool) -> None:
-        ws = self._ws
-        if ws.protocol.state is not OPEN:
+        if self._closing:
+            if self._gone:
+                raise ConnectionError("socket closed")
             raise TransportClosing("closing handshake under way")
-        if ws.transport.is_closing():
-            raise ConnectionError("socket closed")
         if data.__class__ is str:
             data = data.encode()
-        if binary:
-            ws.protocol.send_binary(data)  # type: ignore[arg-type]
-        else:
-            ws.protocol.send_text(data)  # type: ignore[arg-type]
+        try:
+            if binary:
+                self._protocol.send_binary(data)  # type: ignore[arg-type]
+            else:
+                self._protocol.send_text(data)  # type: ignore[arg-type]
+        except InvalidState:  # the peer's close frame was just read
+            raise TransportClosing("closing handshake under way") from None
         self._unflushed += len(data)
         if self._unflushed >= _FLUSH_AT:  # a long burst streams out as it is produced
-            self.flush()
+            self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Hand every frame written so far to the socket in one write."""
-        self._flush_scheduled = False
-        self._unflushed = 0
-        ws = self._ws
-        chunks = ws.protocol.data_to_send()
-        if not chunks or ws.transport.is_closing():
-            return
-        if all(chunks):
-            ws.transport.write(b"".join(chunks))
-        else:  # an empty chunk means "half-close": let websockets handle it
-            ws.protocol.writes[:0] = chunks
-            ws.send_data()
+            self._loop.call_soon(self._flush)
 
     def write_buffer_size(self) -> int:
-        return self._unflushed + self._ws.transport.get_write_buffer_size()
+        return self._unflushed + self._transport.get_write_buffer_size()
 
     async def drain(self) -> None:
-        self.flush()
-        await self._ws.drain()
+        self._flush()
+        if self._gone:
+            raise ConnectionError("socket closed")
+        if self._writing_paused:
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._drain_waiters.remove(waiter)
 
     def pause_reading(self) -> None:
-        # Not reading lets websockets' own queue fill up, and websockets then
-        # pauses the socket: backpressure reaches the peer's TCP window.
+        if self._paused:
+            return
         self._paused = True
+        if self._backlog is None:
+            self._backlog = deque()
+        self._route()
+        if not self._closing:
+            self._transport.pause_reading()
 
     def resume_reading(self) -> None:
+        if not self._paused:
+            return
         self._paused = False
-        if self._resumed is not None and not self._resumed.done():
-            self._resumed.set_result(None)
+        backlog = self._backlog
+        if backlog:
+            # Messages read before the pause go first; the receiver may pause
+            # again meanwhile, and then keeps the rest for later.
+            while backlog and not self._paused and not self._dropping:
+                assert self._receiver is not None
+                self._receiver.receive(backlog.popleft())
+            if self._paused:
+                return
+        self._backlog = None
+        self._route()
+        if not self._closing:
+            self._transport.resume_reading()
 
     async def close(self, code: int, reason: str) -> None:
-        self._closing = True
-        self.resume_reading()
-        await self._ws.close(code, reason)
+        if not self._closing:
+            self._protocol.send_close(code, reason)  # raises for a code one may not send
+            self._options.logger.debug("closing with %s %r", code, reason)
+            self._dropping = True
+            self._backlog = None
+            self._route()
+            self._flush()
+            self._begin_closing()
+        elif not self._gone:
+            self._dropping = True  # failing, or answering the peer's close: nothing more comes
+            self._backlog = None
+            self._route()
+        await asyncio.shield(self._lost)
 
     def abort(self) -> None:
-        self._ws.transport.abort()
+        self._closing = self._dropping = self._gone = True
+        self._receive = _drop
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            self._keepalive = None
+        self._transport.abort()
 
-    async def _wait_resumed(self) -> None:
-        """Wait until reading resumes, or the socket closes meanwhile."""
-        self._resumed = self._loop.create_future()
-        closed = asyncio.ensure_future(self._ws.wait_closed())
-        try:
-            await asyncio.wait({self._resumed, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            self._resumed = None
+    # -- inside ----------------------------------------------------------------
 
-    async def run(self, connection: Connection) -> None:
-        """Feed received messages to ``connection`` until the socket closes."""
-        ws = self._ws
-        recv = ws.recv
-        receive = connection.receive
-        try:
-            while True:
-                if self._paused:
-                    await self._wait_resumed()
-                data = await recv()
-                if self._closing:
-                    continue  # this side is closing: frames are dropped
-                receive(data)
-        except WsConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            ws.transport.abort()
-            raise
-        except Exception:
-            connection.logger.exception("reading from %s failed", connection.id)
-            ws.transport.abort()
-        finally:
-            await ws.wait_closed()
-            rcvd, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
-            connection.connection_lost(
-                *close_status(
-                    None if rcvd is None else (int(rcvd.code), rcvd.reason),
-                    None if sent is None else (int(sent.code), sent.reason),
-                )
+    def _route(self) -> None:
+        """Point ``_receive`` where messages must go now."""
+        if self._dropping or self._receiver is None:
+            self._receive = _drop
+        elif self._paused and self._backlog is not None:
+            self._receive = self._backlog.append
+        else:
+            self._receive = self._receiver.receive
+
+    def _flush(self) -> None:
+        """Hand every frame written so far to the socket, in one write."""
+        self._flush_scheduled = False
+        self._unflushed = 0
+        chunks = self._protocol.data_to_send()
+        if not chunks or self._gone or self._eof_written:
+            return
+        if all(chunks):
+            self._transport.write(b"".join(chunks))
+            return
+        # An empty chunk means "end of stream" (websockets' SEND_EOF): it is last.
+        data = b"".join(chunks)
+        if data:
+            self._transport.write(data)
+        self._eof_written = True
+        if self._transport.can_write_eof():
+            try:
+                self._transport.write_eof()
+            except Exception:  # the socket is already gone: connection_lost follows
+                self._transport.abort()
+        else:  # TLS: no half-close; close once the buffer is written
+            self._transport.close()
+
+    def _handshake(self, events: list[Request | Response | Frame]) -> list[Any]:
+        """Handle the opening handshake; returns the events that follow it (frames)."""
+        protocol = self._protocol
+        for index, event in enumerate(events):
+            if isinstance(event, Request) and isinstance(protocol, ServerProtocol):
+                listener = self._listener
+                if listener is not None and not listener.accepting:
+                    response = protocol.reject(503, "The server is shutting down.\n")
+                else:
+                    response = protocol.accept(event)
+                protocol.send_response(response)
+                if response.status_code != 101:
+                    self._options.logger.debug(
+                        "handshake refused with HTTP %s: %s",
+                        response.status_code,
+                        protocol.handshake_exc,
+                    )
+                    return []
+                self._open()
+                return events[index + 1 :]
+            if isinstance(event, Response) and self._opened is not None:
+                if protocol.handshake_exc is not None:
+                    self._handshake_failed(protocol.handshake_exc)
+                    return []
+                self._open()
+                return events[index + 1 :]
+        if protocol.handshake_exc is not None and self._opened is not None:
+            self._handshake_failed(protocol.handshake_exc)  # not even an HTTP response
+        return []
+
+    def _handshake_failed(self, exc: Exception) -> None:
+        assert self._opened is not None
+        if self._opened.done():
+            return
+        status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
+        detail = f"the server answered HTTP {status}" if status is not None else str(exc)
+        self._opened.set_exception(
+            ConnectError(f"cannot connect to {self._url}: {detail}", status=status)
+        )
+
+    def _open(self) -> None:
+        """The handshake succeeded: start keepalive, make the receiver."""
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        if self._listener is not None:
+            self._listener.handshake_ended(self)
+        options = self._options
+        self.subprotocol = self._protocol.subprotocol
+        options.logger.debug("websocket open, subprotocol %s", self.subprotocol)
+        if wanted(options, self.subprotocol):
+            assert options.ping_interval is not None
+            self._keepalive = Keepalive(
+                options.ping_interval, options.ping_timeout, self._ping, self._keepalive_expired
             )
+        try:
+            receiver = self._on_open(self)
+        except Exception as exc:
+            options.logger.exception("opening a connection failed")
+            self.abort()
+            if self._opened is not None and not self._opened.done():
+                self._opened.set_exception(exc)
+            return
+        self._receiver = receiver
+        self._route()
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_result(receiver)
 
+    def _fail(self, code: int, reason: str) -> None:
+        """A frame broke wyre's rules: fail the connection with ``code``."""
+        self._options.logger.debug("failing the connection: %s %s", code, reason)
+        self._protocol.fail(code, reason)
+        self._dropping = True
+        self._route()
 
-def _common(options: Options) -> dict[str, Any]:
-    return {
-        "compression": "deflate" if options.compression else None,
-        "ping_interval": options.ping_interval,
-        "ping_timeout": options.ping_timeout,
-        "close_timeout": options.close_timeout,
-        "max_size": options.max_message_size,
-        "write_limit": options.write_limit,
-    }
+    def _begin_closing(self) -> None:
+        """A close frame went or came (or the handshake failed): bound the wait for the end."""
+        self._closing = True
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            self._keepalive = None
+        if self._paused and not self._gone:
+            self._transport.resume_reading()  # to see the peer's close and the TCP end
+        timeout = self._options.close_timeout
+        if timeout is not None and self._close_timer is None and not self._gone:
+            self._close_timer = self._loop.call_later(timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        self._options.logger.debug("closing handshake timed out: dropping the socket")
+        self.abort()
+
+    def _open_timed_out(self) -> None:
+        self._open_timer = None
+        self._options.logger.debug("opening handshake timed out: dropping the socket")
+        self.abort()
+
+    def _ping(self, payload: bytes) -> None:
+        self._protocol.send_ping(payload)
+        self._flush()
+
+    def _keepalive_expired(self) -> None:
+        self._keepalive = None
+        self._options.logger.debug("keepalive ping timed out: dropping the socket")
+        self._lost_status = KEEPALIVE_TIMEOUT
+        self.abort()
+
+    def refuse(self) -> None:
+        """Answer a handshake in progress with HTTP 503 (the server stops accepting)."""
+        protocol = self._protocol
+        if self._receiver is not None or self._gone or not isinstance(protocol, ServerProtocol):
+            return
+        if protocol.state is not _CONNECTING or protocol.close_expected():
+            return  # already answered
+        protocol.send_response(protocol.reject(503, "The server is shutting down.\n"))
+        self._flush()
+        self._begin_closing()
 
 
 class _Listener:
-    def __init__(self, server: WsServer) -> None:
-        self._server = server
-        self.port = int(server.sockets[0].getsockname()[1])
+    """A :class:`~wyre.transport.Listener`: the asyncio server and its handshakes in progress."""
+
+    def __init__(self, options: Options, on_open: OnOpen) -> None:
+        self._options = options
+        self._on_open = on_open
+        self.accepting = True
+        self.handshakes: set[WebsocketsTransport] = set()
+        self._server: asyncio.Server | None = None
+        self._idle = asyncio.Event()
+        accepted, extensions = options.subprotocols, options.extensions
+
+        def select_subprotocol(
+            _: ServerProtocol, offered: Sequence[Subprotocol]
+        ) -> Subprotocol | None:
+            chosen = select(offered, accepted, extensions)
+            return None if chosen is None else Subprotocol(chosen)
+
+        self._select = select_subprotocol
+        self._extensions = enable_server_permessage_deflate(None) if options.compression else None
+
+    def make(self) -> WebsocketsTransport:
+        """The protocol factory of the asyncio server: one transport per accepted socket."""
+        protocol = ServerProtocol(
+            extensions=self._extensions,
+            select_subprotocol=self._select,
+            max_size=self._options.max_message_size,
+        )
+        return WebsocketsTransport(self._options, self._on_open, protocol, listener=self)
+
+    def handshake_ended(self, transport: WebsocketsTransport) -> None:
+        self.handshakes.discard(transport)
+        if not self.accepting and not self.handshakes:
+            self._idle.set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
-        self._server.close(close_connections=False)
+        if not self.accepting:
+            return
+        self.accepting = False
+        if self._server is not None:
+            self._server.close()
+        for transport in list(self.handshakes):
+            transport.refuse()
+        if not self.handshakes:
+            self._idle.set()
 
     async def wait_closed(self) -> None:
-        await self._server.wait_closed()
+        """Wait until the listening socket is closed and refused handshakes are over.
+
+        Each of those ends within ``close_timeout`` (or ``open_timeout``).
+        """
+        await self._idle.wait()
 
 
-async def listen(server: Server, host: str | None, port: int) -> _Listener:
-    """Start accepting connections for ``server`` on ``host:port``."""
-    options = server.options
-    accepted = options.subprotocols
+class WebsocketsDriver:
+    """The :class:`~wyre.transport.Driver` for the ``websockets`` library (Sans-I/O API)."""
 
-    def select(_: ServerConnection, offered: Any) -> Subprotocol | None:
-        for name in accepted:
-            if name in offered:
-                return Subprotocol(name)
-        if options.extensions and SUBPROTOCOL in offered:
-            return Subprotocol(SUBPROTOCOL)
-        return None
+    name = "websockets"
 
-    async def handle(ws: ServerConnection) -> None:
-        transport = WebsocketsTransport(ws)
-        await transport.run(server._open(transport))
+    async def listen(
+        self,
+        options: Options,
+        on_open: OnOpen,
+        *,
+        host: str | None,
+        port: int,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> _Listener:
+        loop = asyncio.get_running_loop()
+        listener = _Listener(options, on_open)
+        tls_timeout = options.open_timeout if ssl is not None else None
+        sock = bind_socket(host, port)
+        if sock is None:
+            server = await loop.create_server(
+                listener.make, host, port, ssl=ssl, ssl_handshake_timeout=tls_timeout
+            )
+        else:
+            try:
+                server = await loop.create_server(
+                    listener.make, sock=sock, ssl=ssl, ssl_handshake_timeout=tls_timeout
+                )
+            except BaseException:
+                sock.close()
+                raise
+        listener._server = server
+        return listener
 
-    ws_server = await serve(handle, host, port, select_subprotocol=select, **_common(options))
-    return _Listener(ws_server)
-
-
-async def connect(client: Client, url: str, protocols: list[str]) -> Connection:
-    """Open a connection to ``url`` for ``client``.
-
-    Raises:
-        ConnectError: nothing listening, handshake refused, or timed out.
-    """
-    options = client.options
-    try:
-        ws = await ws_connect(
-            url,
-            subprotocols=[Subprotocol(p) for p in protocols] or None,
-            open_timeout=options.open_timeout,
-            **_common(options),
+    async def connect(
+        self,
+        options: Options,
+        on_open: OnOpen,
+        url: str,
+        *,
+        subprotocols: Sequence[str],
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> Receiver:
+        try:
+            uri = parse_uri(url)
+        except (InvalidURI, ValueError) as exc:  # urllib raises ValueError for a bad port
+            raise ConnectError(f"cannot connect to {url}: {exc}") from exc
+        if uri.secure and ssl is None:
+            ssl = ssl_module.create_default_context()
+        elif not uri.secure and ssl is not None:
+            raise ConnectError(f"cannot connect to {url}: an SSL context for a ws:// URL")
+        protocol = ClientProtocol(
+            uri,
+            subprotocols=[Subprotocol(p) for p in subprotocols] or None,
+            extensions=enable_client_permessage_deflate(None) if options.compression else None,
+            max_size=options.max_message_size,
         )
-    except Exception as exc:  # OSError, InvalidHandshake, InvalidURI, TimeoutError
-        raise ConnectError(f"cannot connect to {url}: {exc}") from exc
-    transport = WebsocketsTransport(ws)
-    connection = client._open(transport)
-    client._spawn(transport.run(connection))
-    return connection
+        loop = asyncio.get_running_loop()
+        ws = WebsocketsTransport(options, on_open, protocol, url=url)
+        opened = ws._opened
+        assert opened is not None
+        connected = False
+        try:
+            async with asyncio.timeout(options.open_timeout):
+                try:
+                    await loop.create_connection(
+                        lambda: ws,
+                        uri.host,
+                        uri.port,
+                        ssl=ssl,
+                        server_hostname=uri.host if ssl is not None else None,
+                    )
+                except OSError as exc:
+                    raise ConnectError(f"cannot connect to {url}: {exc}") from exc
+                connected = True
+                receiver = await opened
+        except TimeoutError:
+            if connected:
+                ws.abort()
+            raise ConnectError(
+                f"cannot connect to {url}: no handshake within {options.open_timeout} s"
+            ) from None
+        except BaseException:
+            if connected:
+                ws.abort()
+            if not opened.done():
+                opened.cancel()
+            raise
+        return receiver

@@ -202,6 +202,7 @@ class WebsocketsTransport(asyncio.Protocol):
                     self._options.logger.debug("close frame received: %s", protocol.close_rcvd)
                 # a PING is answered by the protocol itself
         finally:
+            self._flush_scheduled = False
             self._flush()
         if not self._closing and protocol.close_expected():
             self._begin_closing()
@@ -278,7 +279,7 @@ class WebsocketsTransport(asyncio.Protocol):
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
 
     def write_buffer_size(self) -> int:
         return self._unflushed + self._transport.get_write_buffer_size()
@@ -357,9 +358,12 @@ class WebsocketsTransport(asyncio.Protocol):
         else:
             self._receive = self._receiver.receive
 
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
+
     def _flush(self) -> None:
         """Hand every frame written so far to the socket, in one write."""
-        self._flush_scheduled = False
         self._unflushed = 0
         chunks = self._protocol.data_to_send()
         if not chunks or self._gone or self._eof_written:
@@ -508,6 +512,7 @@ class _Listener:
         self.accepting = True
         self.handshakes: set[WebsocketsTransport] = set()
         self._server: asyncio.Server | None = None
+        self._port = 0
         self._idle = asyncio.Event()
         accepted, extensions = options.subprotocols, options.extensions
 
@@ -536,8 +541,11 @@ class _Listener:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    def serving(self, server: asyncio.Server) -> None:
+        self._server = server
+        self._port = int(server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
         if not self.accepting:
@@ -588,7 +596,7 @@ class WebsocketsDriver:
             except BaseException:
                 sock.close()
                 raise
-        listener._server = server
+        listener.serving(server)
         return listener
 
     async def connect(

@@ -314,7 +314,7 @@ async def against_raw(
 
     ``protocols``: what a raw client offers; ``select``: what a raw server selects.
     """
-    options = {"request_timeout": 60, **options}
+    options = {"request_timeout": 60, "close_timeout": seconds(1), **options}
     if side == "server":
         server = wyre.Server(transport=transport, **options)
         await server.listen(port=0, host="127.0.0.1")
@@ -333,6 +333,8 @@ async def against_raw(
             conn = await client.connect(raw.url)
             yield client, conn, await raw.accepted()
         finally:
+            for peer in raw.opened:
+                peer.hang_up_on_close = True  # let the client's close end at once
             async with asyncio.timeout(seconds(15)):
                 await client.close()
 
@@ -847,3 +849,43 @@ async def test_writes_are_refused_after_the_peers_close(transport: str) -> None:
             recorder.transport.write("{}", False)
         await eventually(lambda: recorder.lost)
         assert recorder.lost == [(4001, "peer bye")]
+
+
+async def test_a_sender_flooding_a_congested_socket_still_reads_its_replies(transport: str) -> None:
+    """Reading pauses while the write buffer is full; resumed, it must get its turn.
+
+    The senders never yield but to a full buffer, so they fill it again (and
+    pause reading again) in the very step in which reading resumed.
+    """
+    notes = 0
+
+    def note(ctx: wyre.Context) -> None:
+        nonlocal notes
+        notes += 1
+
+    server = wyre.Server(transport=transport)
+    server.on("message", "note", note)
+    server.on("request", "count", lambda ctx: {"count": notes})
+    await server.listen(port=0, host="127.0.0.1")
+    client = wyre.Client(transport=transport, write_limit=16 * KB)
+    running = True
+    try:
+        conn = await client.connect(f"ws://127.0.0.1:{server.port}")
+
+        async def flood() -> None:
+            with contextlib.suppress(wyre.ConnectionClosed):
+                while running:
+                    await conn.send({"type": "note", "pad": "x" * 100})
+
+        floods = [asyncio.create_task(flood()) for _ in range(10)]
+        await eventually(lambda: notes > 10_000, timeout=20)
+        for _ in range(3):
+            reply = await asyncio.wait_for(conn.request({"type": "count"}), seconds(10))
+            assert reply.message["count"] > 0
+        running = False
+        await asyncio.wait_for(asyncio.gather(*floods), seconds(10))
+    finally:
+        running = False
+        async with asyncio.timeout(seconds(15)):
+            await client.close()
+            await server.close(grace=0)

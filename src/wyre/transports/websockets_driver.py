@@ -102,6 +102,7 @@ class WebsocketsTransport(asyncio.Protocol):
         "_options",
         "_paused",
         "_protocol",
+        "_reading_stopped",
         "_receive",
         "_receiver",
         "_transport",
@@ -135,7 +136,8 @@ class WebsocketsTransport(asyncio.Protocol):
         self._receive: Callable[[str | bytes], None] = _drop
         self._assembler = Assembler(options.max_message_size)
         self._keepalive: Keepalive | None = None
-        self._paused = False
+        self._paused = False  # the receiver asked for no messages
+        self._reading_stopped = False  # the asyncio transport is paused
         self._backlog: deque[str | bytes] | None = None
         self._unflushed = 0
         self._flush_scheduled = False
@@ -204,8 +206,12 @@ class WebsocketsTransport(asyncio.Protocol):
         finally:
             self._flush_scheduled = False
             self._flush()
-        if not self._closing and protocol.close_expected():
-            self._begin_closing()
+        if not self._closing:
+            if protocol.close_expected():
+                self._begin_closing()
+            elif self._paused and not self._reading_stopped:
+                self._reading_stopped = True
+                self._transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         protocol = self._protocol
@@ -297,14 +303,16 @@ class WebsocketsTransport(asyncio.Protocol):
                 self._drain_waiters.remove(waiter)
 
     def pause_reading(self) -> None:
+        # The socket itself stops after the next read, whose messages wait in
+        # the backlog: pausing it at once would starve a receiver that pauses
+        # again within the step in which it resumed (a sender flooding a
+        # congested socket), since the read would never get its turn.
         if self._paused:
             return
         self._paused = True
         if self._backlog is None:
             self._backlog = deque()
         self._route()
-        if not self._closing:
-            self._transport.pause_reading()
 
     def resume_reading(self) -> None:
         if not self._paused:
@@ -321,8 +329,10 @@ class WebsocketsTransport(asyncio.Protocol):
                 return
         self._backlog = None
         self._route()
-        if not self._closing:
-            self._transport.resume_reading()
+        if self._reading_stopped:
+            self._reading_stopped = False
+            if not self._closing:
+                self._transport.resume_reading()
 
     async def close(self, code: int, reason: str) -> None:
         if not self._closing:
@@ -465,8 +475,10 @@ class WebsocketsTransport(asyncio.Protocol):
         if self._keepalive is not None:
             self._keepalive.stop()
             self._keepalive = None
-        if self._paused and not self._gone:
-            self._transport.resume_reading()  # to see the peer's close and the TCP end
+        if self._reading_stopped:
+            self._reading_stopped = False
+            if not self._gone:
+                self._transport.resume_reading()  # to see the peer's close and the TCP end
         timeout = self._options.close_timeout
         if timeout is not None and self._close_timer is None and not self._gone:
             self._close_timer = self._loop.call_later(timeout, self._close_timed_out)

@@ -60,7 +60,6 @@ _FLUSH_AT = 64 * 1024
 """Unflushed bytes past which a write goes out at once instead of at the end of the step."""
 
 _CONNECTING = State.CONNECTING
-_OPEN = State.OPEN
 
 
 def _drop(data: str | bytes) -> None:

@@ -78,7 +78,8 @@ class Options:
     request_timeout: float | None = 30.0
     """Default time to wait for a request's reply (or a send's acknowledgement)."""
     open_timeout: float | None = 10.0
-    """Time allowed for the opening handshake of a client connection."""
+    """Time allowed for the opening handshake: a client's connect(), and on a server
+    each accepted socket (from the TCP accept to the upgrade; then it is dropped)."""
     close_timeout: float | None = 10.0
     """Time allowed for a closing handshake before the socket is dropped."""
     shutdown_grace: float = 10.0

@@ -65,11 +65,11 @@ class ConnectError(WyreError):
     """The connection could not be opened: nothing listening, refused or timed out.
 
     ``status`` is the HTTP status the server answered the handshake with,
-    when it answered with one other than 101 (e.g. 403, 404, 503); else None.
+    when it answered with something other than 101; otherwise None.
     """
 
-    def __init__(self, message: str = "", *, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, *args: object, status: int | None = None) -> None:
+        super().__init__(*args)
         self.status = status
 
 

@@ -60,7 +60,6 @@ _FLUSH_AT = 64 * 1024
 """Unflushed bytes past which a write goes out at once instead of at the end of the step."""
 
 _CONNECTING = State.CONNECTING
-_OPEN = State.OPEN
 
 
 def _drop(data: str | bytes) -> None:
@@ -102,6 +101,7 @@ class WebsocketsTransport(asyncio.Protocol):
         "_options",
         "_paused",
         "_protocol",
+        "_reading_stopped",
         "_receive",
         "_receiver",
         "_transport",
@@ -135,7 +135,8 @@ class WebsocketsTransport(asyncio.Protocol):
         self._receive: Callable[[str | bytes], None] = _drop
         self._assembler = Assembler(options.max_message_size)
         self._keepalive: Keepalive | None = None
-        self._paused = False
+        self._paused = False  # the receiver asked for no messages
+        self._reading_stopped = False  # the asyncio transport is paused
         self._backlog: deque[str | bytes] | None = None
         self._unflushed = 0
         self._flush_scheduled = False
@@ -202,9 +203,14 @@ class WebsocketsTransport(asyncio.Protocol):
                     self._options.logger.debug("close frame received: %s", protocol.close_rcvd)
                 # a PING is answered by the protocol itself
         finally:
+            self._flush_scheduled = False
             self._flush()
-        if not self._closing and protocol.close_expected():
-            self._begin_closing()
+        if not self._closing:
+            if protocol.close_expected():
+                self._begin_closing()
+            elif self._paused and not self._reading_stopped:
+                self._reading_stopped = True
+                self._transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         protocol = self._protocol
@@ -278,7 +284,7 @@ class WebsocketsTransport(asyncio.Protocol):
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._scheduled_flush)
 
     def write_buffer_size(self) -> int:
         return self._unflushed + self._transport.get_write_buffer_size()
@@ -296,14 +302,16 @@ class WebsocketsTransport(asyncio.Protocol):
                 self._drain_waiters.remove(waiter)
 
     def pause_reading(self) -> None:
+        # The socket itself stops after the next read, whose messages wait in
+        # the backlog: pausing it at once would starve a receiver that pauses
+        # again within the step in which it resumed (a sender flooding a
+        # congested socket), since the read would never get its turn.
         if self._paused:
             return
         self._paused = True
         if self._backlog is None:
             self._backlog = deque()
         self._route()
-        if not self._closing:
-            self._transport.pause_reading()
 
     def resume_reading(self) -> None:
         if not self._paused:
@@ -320,8 +328,10 @@ class WebsocketsTransport(asyncio.Protocol):
                 return
         self._backlog = None
         self._route()
-        if not self._closing:
-            self._transport.resume_reading()
+        if self._reading_stopped:
+            self._reading_stopped = False
+            if not self._closing:
+                self._transport.resume_reading()
 
     async def close(self, code: int, reason: str) -> None:
         if not self._closing:
@@ -357,9 +367,12 @@ class WebsocketsTransport(asyncio.Protocol):
         else:
             self._receive = self._receiver.receive
 
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
+
     def _flush(self) -> None:
         """Hand every frame written so far to the socket, in one write."""
-        self._flush_scheduled = False
         self._unflushed = 0
         chunks = self._protocol.data_to_send()
         if not chunks or self._gone or self._eof_written:
@@ -461,8 +474,10 @@ class WebsocketsTransport(asyncio.Protocol):
         if self._keepalive is not None:
             self._keepalive.stop()
             self._keepalive = None
-        if self._paused and not self._gone:
-            self._transport.resume_reading()  # to see the peer's close and the TCP end
+        if self._reading_stopped:
+            self._reading_stopped = False
+            if not self._gone:
+                self._transport.resume_reading()  # to see the peer's close and the TCP end
         timeout = self._options.close_timeout
         if timeout is not None and self._close_timer is None and not self._gone:
             self._close_timer = self._loop.call_later(timeout, self._close_timed_out)
@@ -508,6 +523,7 @@ class _Listener:
         self.accepting = True
         self.handshakes: set[WebsocketsTransport] = set()
         self._server: asyncio.Server | None = None
+        self._port = 0
         self._idle = asyncio.Event()
         accepted, extensions = options.subprotocols, options.extensions
 
@@ -536,8 +552,11 @@ class _Listener:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    def serving(self, server: asyncio.Server) -> None:
+        self._server = server
+        self._port = int(server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
         if not self.accepting:
@@ -588,7 +607,7 @@ class WebsocketsDriver:
             except BaseException:
                 sock.close()
                 raise
-        listener._server = server
+        listener.serving(server)
         return listener
 
     async def connect(

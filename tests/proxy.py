@@ -6,7 +6,8 @@
   with the ``websockets`` library alone, which speak JSON frames by hand.
 * :func:`stalled_client`: a raw peer that stops reading after the handshake.
 * helpers shared by those tests: pairs with options in both directions,
-  requests left pending both ways, waiting for them to fail.
+  requests left pending both ways, waiting for them to fail, and
+  :class:`Gated`, a handler that blocks until released.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -138,24 +139,81 @@ async def linked(
         await close_pair(server, client)
 
 
-class Gated:
-    """An async request handler that counts how many run at once, held at a gate."""
+def numbered(ctx: wyre.Context) -> dict[str, Any]:
+    """The reply :class:`Gated` sends by default: the request's ``n``, and ``finished``."""
+    return {"n": ctx.message.get("n"), "finished": True}
 
-    def __init__(self, endpoint: wyre.Server | wyre.Client, event: str = "request") -> None:
+
+class Gated:
+    """A coroutine handler held at a gate until released; it counts and records its calls.
+
+    It registers itself on ``endpoint`` for ``event`` ("request" or "message"),
+    and only for ``type`` if one is given. Each call:
+
+    1. appends its context to ``contexts``, sets ``started`` and counts itself
+       in ``running`` (``peak`` is the most that ran at once);
+    2. awaits ``before(ctx)``, if given (to send partials first, say);
+    3. waits until the ``gate`` opens (:meth:`release`);
+    4. counts itself in ``finished`` and returns ``reply(ctx)`` (by default
+       :func:`numbered`; a message handler's return value is dropped).
+
+    Cancelled before it finished, a call appends its context to
+    ``cancelled_contexts``, sets ``cancelled`` and stops; unless ``stubborn``:
+    then it ignores the cancellation and tries every way to answer anyway (a
+    partial, a reply, a return value), none of which may reach the peer.
+    """
+
+    def __init__(
+        self,
+        endpoint: wyre.Server | wyre.Client,
+        event: str = "request",
+        type: str | int | None = None,
+        *,
+        reply: Callable[[wyre.Context], Any] = numbered,
+        before: Callable[[wyre.Context], Awaitable[Any]] | None = None,
+        stubborn: bool = False,
+    ) -> None:
         self.running = self.peak = self.finished = 0
         self.gate = asyncio.Event()
-        endpoint.on(event, self)
+        self.started, self.cancelled = asyncio.Event(), asyncio.Event()
+        self.contexts: list[wyre.Context] = []
+        self.cancelled_contexts: list[wyre.Context] = []
+        self._reply, self._before, self._stubborn = reply, before, stubborn
+        if type is None:
+            endpoint.on(event, self)
+        else:
+            endpoint.on(event, type, self)
 
-    async def __call__(self, ctx: wyre.Context) -> dict[str, Any]:
+    def release(self) -> None:
+        """Open the gate: every call waiting, and every later one, goes on."""
+        self.gate.set()
+
+    async def __call__(self, ctx: wyre.Context) -> Any:
+        self.contexts.append(ctx)
+        self.started.set()
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
+            if self._before is not None:
+                await self._before(ctx)
             await self.gate.wait()
             await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.cancelled_contexts.append(ctx)
+            self.cancelled.set()
+            if not self._stubborn:
+                raise
+            return await self._answer_anyway(ctx)
         finally:
             self.running -= 1
         self.finished += 1
-        return {"n": ctx.message["n"]}
+        return self._reply(ctx)
+
+    @staticmethod
+    async def _answer_anyway(ctx: wyre.Context) -> Any:
+        await ctx.partial({"late": "partial"})
+        await ctx.reply({"late": "reply"})
+        return {"late": "return"}
 
     async def stays_at(self, limit: int, link: Link) -> None:
         """Wait until ``limit`` handlers run, check that no more start, then open the gate.

@@ -49,7 +49,7 @@ async def test_requests_cancelled_before_their_handler_starts_free_their_slot(
         for n in range(20):
             link.conn.request({"n": n}).cancel()  # CANCEL may overtake the handler's start
         await barrier(link)  # every REQUEST and CANCEL was read
-        gated.gate.set()
+        gated.release()
         replies = await asyncio.wait_for(
             asyncio.gather(*(link.conn.request({"n": n}) for n in range(limit * 3))),
             seconds(10),
@@ -57,24 +57,8 @@ async def test_requests_cancelled_before_their_handler_starts_free_their_slot(
         assert [r.message["n"] for r in replies] == list(range(limit * 3))
 
 
-class Stalled:
-    """A coroutine handler that waits for ever, and says when it started and was cancelled."""
-
-    def __init__(self) -> None:
-        self.started, self.cancelled = asyncio.Event(), asyncio.Event()
-
-    async def __call__(self, ctx: wyre.Context) -> None:
-        self.started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-
-
 async def test_message_handlers_are_cancelled_when_the_connection_closes(link: Link) -> None:
-    stalled = Stalled()
-    link.handler.on("message", stalled)
+    stalled = Gated(link.handler, "message")
     link.conn.send({"n": 1})
     await asyncio.wait_for(stalled.started.wait(), seconds(5))
     await link.conn.close()
@@ -108,8 +92,7 @@ async def test_partials_reach_every_iterator_and_all_of_them_end(link: Link) -> 
 
 
 async def test_cancelling_the_iterating_task_cancels_the_request(link: Link) -> None:
-    stalled = Stalled()
-    link.handler.on("request", stalled)
+    stalled = Gated(link.handler)
     request = link.conn.request({})
 
     async def iterate() -> None:

@@ -10,7 +10,7 @@ import pytest
 import wyre
 
 from .conftest import Link, eventually, seconds
-from .proxy import all_closed, in_flight, pending_both_ways, proxied
+from .proxy import Gated, all_closed, in_flight, pending_both_ways, proxied
 
 # Far longer than any test waits: a request that fails did not time out.
 PATIENT = {"request_timeout": 60}
@@ -66,21 +66,11 @@ async def test_closing_either_end_fails_pending_requests_on_both(link: Link) -> 
 
 
 async def test_closing_cancels_the_peers_running_handlers(link: Link) -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def forever(ctx: wyre.Context) -> None:
-        started.set()
-        try:
-            await asyncio.get_running_loop().create_future()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    link.handler.on("request", forever)
+    forever = Gated(link.handler)
     request = in_flight(link.conn.request({}))
-    await asyncio.wait_for(started.wait(), seconds(5))
+    await asyncio.wait_for(forever.started.wait(), seconds(5))
     await link.conn.close()
-    await asyncio.wait_for(cancelled.wait(), seconds(5))
+    await asyncio.wait_for(forever.cancelled.wait(), seconds(5))
     with pytest.raises(wyre.ConnectionClosed):
         await request
 

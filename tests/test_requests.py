@@ -12,6 +12,7 @@ import pytest
 import wyre
 
 from .conftest import seconds
+from .proxy import Gated
 
 
 async def fails(request: wyre.Request) -> wyre.Context:
@@ -35,12 +36,15 @@ def callback_log() -> tuple[list[tuple[Any, ...]], asyncio.Event, Any]:
     return calls, ended, callback
 
 
-async def counting(ctx: wyre.Context, release: asyncio.Event | None = None) -> None:
-    """Send partials 0..to-1, optionally wait for ``release``, then reply."""
+async def count_up(ctx: wyre.Context) -> None:
+    """Send partials 0..to-1."""
     for n in range(ctx.message["to"]):
         await ctx.partial({"n": n})
-    if release is not None:
-        await release.wait()
+
+
+async def counting(ctx: wyre.Context) -> None:
+    """Send partials 0..to-1, then reply."""
+    await count_up(ctx)
     await ctx.reply({"done": True})
 
 
@@ -128,8 +132,9 @@ async def test_raising_handler_gives_error_reply(link: Any, style: str) -> None:
 
 
 async def test_partials_stream_in_order_before_the_reply(link: Any) -> None:
-    release = asyncio.Event()
-    link.handler.on("request", "count", lambda ctx: counting(ctx, release))
+    gated = Gated(
+        link.handler, "request", "count", before=count_up, reply=lambda ctx: {"done": True}
+    )
     request = link.conn.request({"type": "count", "to": 3})
     got = []
     async for partial in request.partials():
@@ -138,7 +143,7 @@ async def test_partials_stream_in_order_before_the_reply(link: Any) -> None:
         got.append(partial.message["n"])
         if len(got) == 3:
             assert not request.done()  # the handler has not replied yet
-            release.set()
+            gated.release()
     assert got == [0, 1, 2]
     assert (await request).message["done"] is True
 

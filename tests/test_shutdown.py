@@ -10,7 +10,7 @@ import pytest
 import wyre
 
 from .conftest import eventually, open_pair, seconds
-from .proxy import all_closed, in_flight, linked, pending_both_ways, proxied, record
+from .proxy import Gated, all_closed, in_flight, linked, pending_both_ways, proxied, record
 
 # Clients here answer the closing handshake: a close must not wait this out.
 CLOSE_TIMEOUT = seconds(3)
@@ -25,26 +25,6 @@ async def shut_down(server: wyre.Server, *args: Any, grace: float | None = 0) ->
     closing.result()
 
 
-class Handler:
-    """An async request handler that waits for ``release`` and records what happened."""
-
-    def __init__(self, *endpoints: wyre.Server | wyre.Client) -> None:
-        self.release = asyncio.Event()
-        self.started: list[wyre.Context] = []
-        self.cancelled: list[wyre.Context] = []
-        for endpoint in endpoints:
-            endpoint.on("request", self)
-
-    async def __call__(self, ctx: wyre.Context) -> dict[str, Any]:
-        self.started.append(ctx)
-        try:
-            await self.release.wait()
-        except asyncio.CancelledError:
-            self.cancelled.append(ctx)
-            raise
-        return {"finished": True}
-
-
 @pytest.mark.parametrize(
     ("args", "expected"), [((), (1001, "")), ((4004, "maintenance"), (4004, "maintenance"))]
 )
@@ -53,9 +33,9 @@ async def test_close_reaches_clients_with_the_code(
 ) -> None:
     async with linked(transport, "client->server", close_timeout=CLOSE_TIMEOUT) as link:
         closes = record(link.client, "close")
-        handler = Handler(link.server)
+        handler = Gated(link.server)
         request = in_flight(link.conn.request({}))
-        await eventually(lambda: handler.started)
+        await eventually(handler.started.is_set)
         await shut_down(link.server, *args)
         (error,) = await all_closed([request])
         assert (error.code, error.reason) == expected
@@ -65,20 +45,20 @@ async def test_close_reaches_clients_with_the_code(
 
 async def test_running_handlers_finish_within_the_grace(transport: str) -> None:
     async with linked(transport, "client->server", close_timeout=CLOSE_TIMEOUT) as link:
-        handler = Handler(link.server)
+        handler = Gated(link.server)
         request = in_flight(link.conn.request({}))
-        await eventually(lambda: handler.started)
+        await eventually(handler.started.is_set)
         url = f"ws://127.0.0.1:{link.server.port}"
         closing = asyncio.create_task(link.server.close(grace=seconds(10)))
         with pytest.raises(wyre.ConnectError):  # returns once the server stopped accepting
             await wyre.Client(transport=transport).connect(url)
         assert not closing.done()
-        handler.release.set()
+        handler.release()
         reply = await asyncio.wait_for(request, seconds(5))
         assert reply.message["finished"]
         await asyncio.wait_for(closing, seconds(5))
         assert link.conn.close_code == 1001
-        assert handler.cancelled == []
+        assert handler.cancelled_contexts == []
 
 
 @pytest.mark.parametrize(
@@ -90,11 +70,11 @@ async def test_handlers_still_running_after_the_grace_are_cancelled(
     transport: str, options: dict[str, Any], kwargs: dict[str, Any]
 ) -> None:
     async with linked(transport, "client->server", close_timeout=CLOSE_TIMEOUT, **options) as link:
-        handler = Handler(link.server)
+        handler = Gated(link.server)
         request = in_flight(link.conn.request({}))
-        await eventually(lambda: handler.started)
+        await eventually(handler.started.is_set)
         await shut_down(link.server, **kwargs)
-        assert handler.cancelled == handler.started
+        assert handler.cancelled_contexts == handler.contexts
         (error,) = await all_closed([request])
         assert error.code == 1001
 
@@ -113,16 +93,16 @@ async def test_close_is_bounded_when_a_client_never_answers(transport: str) -> N
 async def test_nothing_keeps_running_after_closing(transport: str) -> None:
     options = {"shutdown_grace": seconds(0.2), "close_timeout": seconds(1)}
     server, client, conn, peer = await open_pair(transport, options, options)
-    handler = Handler(server, client)
-    messages = Handler()
+    handler, messages = Gated(server), Gated(server, "message")
+    client.on("request", handler)
+    client.on("message", messages)
     for endpoint in (server, client):
-        endpoint.on("message", messages)
         endpoint.on("close", lambda *args: asyncio.sleep(0))
     requests = [in_flight(c.request({})) for c in (conn, peer)]
     for c in (conn, peer):
         c.send({})
         c.send({}, ack=True)
-    await eventually(lambda: len(handler.started) == 2 and len(messages.started) == 4)
+    await eventually(lambda: len(handler.contexts) == 2 and len(messages.contexts) == 4)
     async with asyncio.timeout(seconds(0.2 + 1 + 1 + 5)):  # grace, handshake, tasks
         await server.close()
         await client.close()

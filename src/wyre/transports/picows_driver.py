@@ -195,7 +195,9 @@ class PicowsTransport(WSListener):
             if transport.is_client_side and not self._loop.is_closed():
                 self._loop.create_task(_settle(transport))
         code, reason = close_status(self._close_received, sent)
-        if self._disconnected is not None and not self._disconnected.done():
+        if self._disconnected is None:
+            self._disconnected = self._loop.create_future()
+        if not self._disconnected.done():
             self._disconnected.set_result(None)
         self.resume_writing()
         if self._receiver is not None:
@@ -290,8 +292,10 @@ class PicowsTransport(WSListener):
         # Frames are built here and coalesced: one socket write per event-loop
         # step, not one per frame (a system call is most of a small frame's cost).
         if not self._open:
-            ws = self._ws
-            if self._close_sent is not None and ws is not None and not ws.is_disconnected:
+            closing = self._close_sent is not None or self._close_received is not None
+            if closing and (self._disconnected is None or not self._disconnected.done()):
+                # A closing handshake is under way: the connection ends with its
+                # code, not as a failed write.
                 raise TransportClosing("closing handshake under way")
             raise ConnectionError("socket closed")
         out = self._out

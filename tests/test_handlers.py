@@ -190,3 +190,89 @@ async def test_a_failing_connection_handler_closes_with_1011(transport: str) -> 
             await asyncio.wait_for(conn.request({}), seconds(5))
     assert caught.value.code == 1011
     assert [type(e) for e in errors] == [RuntimeError]
+
+
+async def test_a_connection_handler_may_await_its_peer(transport: str) -> None:
+    server = wyre.Server(transport=transport)
+
+    @server.on("connection")
+    async def ask_who(conn: wyre.Connection) -> None:
+        reply = await conn.request({"type": "who"}, timeout=seconds(5))
+        conn.state["name"] = reply.message["name"]
+
+    server.on("request", lambda ctx: {"name": ctx.connection.state.get("name")})
+    async with server, wyre.Client(transport=transport) as client:
+        client.on("request", "who", lambda ctx: {"name": "ada"})
+        await server.listen(port=0, host="127.0.0.1")
+        conn = await client.connect(f"ws://127.0.0.1:{server.port}")
+        reply = await asyncio.wait_for(conn.request({}), seconds(5))
+    assert reply.message["name"] == "ada"
+
+
+async def test_work_held_for_a_connection_handler_that_closes_is_dropped(transport: str) -> None:
+    server = wyre.Server(transport=transport)
+    handled: list[Any] = []
+
+    @server.on("connection")
+    async def refuse(conn: wyre.Connection) -> None:
+        await conn.request({"type": "ready?"})  # answered after the client's requests
+        conn.close(4001, "who are you?")  # not awaited: awaiting is optional
+
+    server.on("request", lambda ctx: handled.append(ctx.message) or {})
+    sent = asyncio.Event()
+
+    async def ready(ctx: wyre.Context) -> dict[str, Any]:
+        await sent.wait()
+        return {}
+
+    async with server, wyre.Client(transport=transport) as client:
+        client.on("request", "ready?", ready)
+        await server.listen(port=0, host="127.0.0.1")
+        conn = await client.connect(f"ws://127.0.0.1:{server.port}")
+        requests = [in_flight(conn.request({"n": n})) for n in range(3)]
+        sent.set()  # the reply to "ready?" goes out after the three requests
+        for request in requests:
+            with pytest.raises(wyre.ConnectionClosed) as caught:
+                await asyncio.wait_for(request, seconds(5))
+            assert caught.value.code == 4001
+    assert handled == []
+
+
+async def test_a_closed_upstream_is_an_error_reply_not_silence(transport: str) -> None:
+    server = wyre.Server(transport=transport)
+    opened: list[wyre.Connection] = []
+    server.on("connection", opened.append)
+
+    async def relay(ctx: wyre.Context) -> Any:
+        upstream = opened[1]  # another client's connection, closed by then
+        return await upstream.request({}, timeout=seconds(5))
+
+    server.on("request", "relay", relay)
+    async with server, wyre.Client(transport=transport) as client:
+        await server.listen(port=0, host="127.0.0.1")
+        url = f"ws://127.0.0.1:{server.port}"
+        conn = await client.connect(url)
+        other = await client.connect(url)
+        await eventually(lambda: len(opened) == 2)
+        await other.close()
+        await eventually(lambda: opened[1].closed)
+        body = await error_of(conn.request({"type": "relay"}))
+    assert body["error"] == "ConnectionClosed"
+
+
+def test_close_codes_that_may_not_be_sent_are_refused() -> None:
+    from wyre.transport import MemoryTransport
+
+    server = wyre.Server()
+
+    async def run() -> None:
+        conn = server.attach(MemoryTransport(None))
+        for code in (999, 1004, 1005, 1006, 1015, 2999, 5000):
+            with pytest.raises(ValueError):
+                conn.close(code)
+        with pytest.raises(ValueError):
+            conn.close(1000, "x" * 124)
+        await conn.close(4000, "fine")
+        assert conn.close_code == 4000
+
+    asyncio.run(run())

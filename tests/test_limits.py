@@ -229,3 +229,53 @@ async def test_unread_partials_are_bounded(transport: str, direction: str) -> No
         assert request.dropped_partials == count - limit
         kept = [partial.message["n"] async for partial in request.partials()]
         assert kept == list(range(count - limit, count))  # the newest are kept
+
+
+async def test_one_send_giving_up_does_not_cancel_the_others_waiting(transport: str) -> None:
+    limit, blob = 16 * KB, "x" * 8 * KB
+    options = {"write_limit": limit, "write_timeout": seconds(1)}
+    async with serving(transport, **options) as (server, url), stalled_client(url):
+        (conn,) = await eventually(lambda: list(server.connections.values()))
+        while conn.buffered_amount <= limit:  # fill the buffer: the peer reads nothing
+            conn.send({"blob": blob})
+            await asyncio.sleep(0)
+        patient = in_flight(conn.send({"blob": blob}))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(conn.send({"blob": blob}), seconds(0.05))
+        await barrier_of(patient)
+        assert not patient.cancelled()  # still waiting, until the peer is dropped
+        with pytest.raises(wyre.ConnectionClosed):
+            await asyncio.wait_for(patient, seconds(10))
+
+
+async def barrier_of(future: asyncio.Future[Any]) -> None:
+    """Let the loop run a few steps, so that a cancellation would have reached ``future``."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_keepalive_waits_while_a_full_queue_pauses_reading(transport: str) -> None:
+    """Past max_queued_handlers the server stops reading; its pong deadline waits meanwhile.
+
+    (Its peer, reading normally, only pings when asked to: a peer whose pings
+    go unread for longer than its ping_timeout would drop the paused side, as
+    any WebSocket peer does.)
+    """
+    ping = seconds(0.1)
+    async with linked(
+        transport,
+        "client->server",
+        client_options={"ping_interval": None},
+        max_running_handlers=1,
+        max_queued_handlers=2,
+        ping_interval=ping,
+        ping_timeout=ping,
+    ) as link:
+        gated = Gated(link.handler)
+        requests = [in_flight(link.conn.request({"n": n})) for n in range(30)]
+        await eventually(lambda: gated.running == 1)
+        await asyncio.sleep(ping * 8)  # reading is paused for many ping rounds
+        assert not link.conn.closed and not link.peer.closed
+        gated.release()
+        replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(10))
+        assert [r.message["n"] for r in replies] == list(range(30))

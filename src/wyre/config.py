@@ -89,7 +89,9 @@ class Options:
     max_message_size: int | None = 1 << 20
     """Largest frame accepted; a larger one closes the connection with 1009."""
     max_pending_requests: int = 1024
-    """Outgoing requests awaiting a reply, per connection; past it LimitExceeded."""
+    """Outgoing requests awaiting a reply, per connection; past it LimitExceeded.
+    Also the most incoming requests left unanswered at once (a plain handler may
+    keep one open to answer later); past it a request gets an ERROR back."""
     max_running_handlers: int = 128
     """Coroutine handlers (requests and messages) running at once per connection;
     past it new ones wait their turn in a queue (reading goes on, so the replies

@@ -45,7 +45,7 @@ from .exceptions import (
     WyreError,
     preview,
 )
-from .flow import DONE, OPENING, QUEUE_FULL, STOPPED, Flow
+from .flow import DONE, OPENING, QUEUE_FULL, Flow
 from .protocol import Direction
 from .protocol.events import (
     OPEN,
@@ -82,9 +82,11 @@ class _Unset:
 
 UNSET = _Unset()
 
-REQUEST = Direction.REQUEST
+_DROP: list[Any] = []  # Connection._held while shutting down: new work is dropped
+
+_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+
 REPLY = Direction.REPLY
-ERROR = Direction.ERROR
 PARTIAL = Direction.PARTIAL
 
 # Deadlines falling within this many seconds of each other expire together.
@@ -130,11 +132,13 @@ class Connection:
 
     # Slots keep an idle connection small: a server may hold many thousands.
     __slots__ = (
+        "_close_request",
         "_closing",
-        "_early",
         "_find_message",
         "_find_request",
         "_flow",
+        "_greeting",
+        "_held",
         "_log",
         "_loop",
         "_reporter",
@@ -161,7 +165,10 @@ class Connection:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._closing: asyncio.Task[None] | None = None
-        self._early: list[str | bytes] | None = None
+        self._close_request: tuple[int, str] | None = None  # what close() was called with
+        # New work held while the connection handler runs, or _DROP once shutting down.
+        self._held: list[IncomingRequest | IncomingMessage] | None = None
+        self._greeting: asyncio.Future[Any] | None = None
         self._state: dict[str, Any] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         options = endpoint.options
@@ -318,8 +325,19 @@ class Connection:
         Idempotent; bounded by the endpoint's ``close_timeout`` (the socket is
         dropped when the peer does not complete the handshake in time). Every
         pending request fails with ConnectionClosed.
+
+        Raises:
+            ValueError: a code that may not be sent (RFC 6455 7.4: 1000-1003,
+                1007-1014 and 3000-4999 may), or a reason over 123 bytes.
         """
+        if not (code in _SENDABLE_CODES or 3000 <= code <= 4999) or isinstance(code, bool):
+            raise ValueError(
+                f"close code {code!r} may not be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            )
+        if len(reason.encode()) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
         if self._closing is None:
+            self._close_request = (code, reason)
             self._closing = self._loop.create_task(self._close(code, reason))
         if callback is not None:
             self._closing.add_done_callback(lambda _: call_back(callback, self, None))
@@ -346,11 +364,13 @@ class Connection:
     # -- from the endpoint -------------------------------------------------
 
     def start(self, greet: Callable[[Connection], Any] | None) -> None:
-        """Run the ``connection`` handler; frames wait until a coroutine one finished.
+        """Run the ``connection`` handler; new work waits until a coroutine one finished.
 
         So a handler that loads the user before anything else happens sees
-        no request race it. It is bounded by ``open_timeout``; a handler that
-        raises or times out closes the connection with 1011.
+        no request race it. Answers, ACKs and CANCELs are handled meanwhile:
+        the handler may itself await a request to its peer. It is bounded by
+        ``open_timeout``; a handler that raises or times out closes the
+        connection with 1011.
         """
         if greet is None:
             return
@@ -362,29 +382,38 @@ class Connection:
             return
         if result is None or not isawaitable(result):
             return
-        self._early = []
-        self._flow.hold(OPENING, True)
-        self.endpoint.spawn(self._greeted(greet, result))
+        self._held = []
+        self._greeting = self.endpoint.spawn(self._greeted(greet, result))
 
     async def _greeted(self, greet: Callable[..., Any], awaitable: Awaitable[Any]) -> None:
         try:
             async with asyncio.timeout(self.endpoint.options.open_timeout):
                 await awaitable
-        except Exception as exc:
-            self._early = None
-            self._reporter.report(exc, connection=self, raised_by=greet)
+        except BaseException as exc:
+            self._held = None
+            self._flow.hold(OPENING, False)
+            if not isinstance(exc, asyncio.CancelledError):
+                self._reporter.report(exc, connection=self, raised_by=greet)
             self.close(1011, "connection handler failed")
+            if not isinstance(exc, Exception):
+                raise
             return
-        early, self._early = self._early, None
-        for data in early or ():
-            if self.close_code is not None:
-                return
-            self.receive(data)
+        finally:
+            self._greeting = None
+        held, self._held = self._held, None
+        for event in held or ():
+            if self._closing is not None:
+                break
+            self._dispatch_work(event)
         self._flow.hold(OPENING, False)
 
     def stop_reading(self) -> None:
-        """Read no more frames (shutdown); answers can still be sent."""
-        self._flow.hold(STOPPED, True)
+        """Take no new work (shutdown): new requests and messages are dropped from now.
+
+        Answers, ACKs and CANCELs are still read, so running handlers that
+        await their peer can finish within the grace period.
+        """
+        self._held = _DROP
 
     def handler_tasks(self) -> list[asyncio.Task[None]]:
         """The tasks of the coroutine handlers running for this connection."""
@@ -393,18 +422,26 @@ class Connection:
     # -- from the transport ------------------------------------------------
 
     def receive(self, data: str | bytes) -> None:
-        """Handle one received frame; never raises (see the module docstring)."""
-        if self._early is not None:
-            self._early.append(data)  # the connection handler is still running
+        """Handle one received frame (see the module docstring); never raises.
+
+        Once :meth:`close` was called, frames are dropped.
+        """
+        if self._closing is not None:
             return
         event = self._session.receive(data)
         cls = event.__class__
         if cls is IncomingRequest:
-            self._on_request(event)  # type: ignore[arg-type]
+            if self._held is None:
+                self._on_request(event)  # type: ignore[arg-type]
+            else:
+                self._hold(event)  # type: ignore[arg-type]
         elif cls is AnswerReceived:
             self._on_answer(event)  # type: ignore[arg-type]
         elif cls is IncomingMessage:
-            self._on_message(event)  # type: ignore[arg-type]
+            if self._held is None:
+                self._on_message(event)  # type: ignore[arg-type]
+            else:
+                self._hold(event)  # type: ignore[arg-type]
         elif cls is AckReceived:
             delivery: Any = event.pending  # type: ignore[union-attr]
             delivery._resolve(None)
@@ -420,6 +457,23 @@ class Connection:
                 connection=self,
             )
 
+    def _hold(self, event: IncomingRequest | IncomingMessage) -> None:
+        """New work while the ``connection`` handler runs (kept) or during shutdown (dropped)."""
+        held = self._held
+        if held is _DROP or held is None:
+            self._log.debug("shutting down: dropped a %s", event.direction, connection=self)
+            return
+        held.append(event)
+        if len(held) > self.endpoint.options.max_queued_handlers:
+            self._flow.hold(OPENING, True)  # enough waiting: the peer must wait too
+
+    def _dispatch_work(self, event: IncomingRequest | IncomingMessage) -> None:
+        if isinstance(event, IncomingRequest):
+            if event.state == OPEN:  # not cancelled meanwhile
+                self._on_request(event)
+        else:
+            self._on_message(event)
+
     def connection_lost(self, code: int, reason: str) -> None:
         """The socket closed: fail everything pending, cancel handlers, emit ``close``."""
         if self.close_code is not None:
@@ -432,7 +486,9 @@ class Connection:
             self._sweeper = None
         for pending in self._session.close():
             pending._fail(error)  # type: ignore[attr-defined]
-        self._early = None
+        self._held = None
+        if self._greeting is not None:
+            self._greeting.cancel()
         self._runner.cancel_all()
         self._flow.lost(error)
         self.endpoint.detach(self)
@@ -441,7 +497,6 @@ class Connection:
 
     def _on_request(self, request: IncomingRequest) -> None:
         type_ = request.type
-        context = Context(request, self)
         handler = self._find_request(type_)
         if handler is None:
             name = preview(type_, 60)
@@ -451,6 +506,7 @@ class Connection:
                 kind="no request handler",
             )  # fmt: skip
             return
+        context = Context(request, self)
         try:
             result = handler(context)
         except Exception as exc:
@@ -509,8 +565,8 @@ class Connection:
         self, context: Context, handler: Callable[..., Any], exc: Exception
     ) -> None:
         """A request handler raised (or its answer could not be sent): ERROR back, report."""
-        if isinstance(exc, ConnectionClosed):
-            return
+        if isinstance(exc, ConnectionClosed) and exc.connection is self:
+            return  # this very connection closed: nobody to answer
         request = context._event
         if request.__class__ is IncomingRequest and request.state == OPEN and not self.closed:
             detail = (
@@ -611,8 +667,8 @@ class Connection:
             raise self._closed_error() from exc
         except Exception as exc:
             self._log.debug("write failed: %s", exc, connection=self)
-            self._transport.abort()
             self.connection_lost(1006, "write failed")
+            self._transport.abort()
             raise self._closed_error() from exc
         if self._transport.write_buffer_size() > self._write_limit:
             self._flow.congested(answering)
@@ -621,8 +677,8 @@ class Connection:
         """The peer stopped reading (or a write failed): drop it."""
         if self.close_code is None:
             self._log.log(logging.WARNING, "dropping peer %s: %s", self.id, why, connection=self)
-            self._transport.abort()
             self.connection_lost(1006, why)
+            self._transport.abort()
 
     def _failed(self, exc: WyreError, callback: Callback | None) -> Awaitable[None]:
         """An awaitable already failed with ``exc``, reported to ``callback`` too.
@@ -639,7 +695,10 @@ class Connection:
         return future
 
     def _closed_error(self) -> ConnectionClosed:
-        error = ConnectionClosed(self.close_code or 1006, self.close_reason or "")
+        code, reason = self.close_code, self.close_reason
+        if code is None:  # closing: the code this side asked for, else not known yet
+            code, reason = self._close_request or (1006, "")
+        error = ConnectionClosed(code, reason or "")
         error.connection = self
         return error
 

@@ -9,11 +9,12 @@ held in :class:`Flow` (reading resumes when none is left):
   (their awaitable is :meth:`Flow.waiter`), whoever filled the buffer.
 * ``QUEUE_FULL``: more coroutine handlers wait for a slot than
   ``max_queued_handlers`` (see :mod:`wyre.runner`).
-* ``OPENING``: the ``connection`` handler has not finished yet.
-* ``STOPPED``: the server is shutting down and takes no new work.
+* ``OPENING``: the ``connection`` handler has not finished yet and more
+  new work is waiting for it than ``max_queued_handlers``.
 
 Running handlers alone never stop reading: their answers and the peer's
-CANCELs must get through.
+CANCELs must get through. Drivers stop keepalive's pong deadline while
+reading is paused, so a pause is never mistaken for a dead peer.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .transport import Transport
 
-__all__ = ["CONGESTED", "DONE", "OPENING", "QUEUE_FULL", "STOPPED", "Flow"]
+__all__ = ["CONGESTED", "DONE", "OPENING", "QUEUE_FULL", "Flow"]
 
 CONGESTED = 1
 QUEUE_FULL = 2
 OPENING = 4
-STOPPED = 8
 
 
 class _Done:
@@ -105,8 +105,13 @@ class Flow:
             self._loop.create_task(self._drain(self._drained))
 
     def waiter(self) -> Awaitable[None]:
-        """What a send returns: done, or a future resolved when the buffer drained."""
-        return DONE if self._drained is None else self._drained
+        """What a send returns: done, or an awaitable resolved when the buffer drained.
+
+        Shielded: every send waiting meanwhile shares the one future, and a
+        caller that stops waiting (cancelled, timed out) must not cancel it
+        for the others.
+        """
+        return DONE if self._drained is None else asyncio.shield(self._drained)
 
     async def _drain(self, drained: asyncio.Future[None]) -> None:
         try:

@@ -27,6 +27,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import WyreError
+from .runner import close_unstarted
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -185,7 +186,7 @@ class Reporter:
         is_error = handler is self._error_handler()
         if is_error:
             if self._running >= MAX_ERROR_TASKS:
-                _close(result)
+                close_unstarted(result)
                 self.log.log(
                     logging.WARNING, "error handler busy; not reported to it: %s", args[0],
                     kind="error handler busy",
@@ -203,8 +204,3 @@ class Reporter:
         finally:
             if is_error:
                 self._running -= 1
-
-
-def _close(awaitable: Any) -> None:
-    if asyncio.iscoroutine(awaitable):
-        awaitable.close()

@@ -11,8 +11,9 @@ here. A coroutine handler's awaitable is handed to :meth:`Runner.submit`:
   the last resort, since answers and control frames wait behind it too.
 
 Reading never stops merely because handlers are running, so the replies and
-CANCELs that running handlers wait for always arrive (a handler may await a
-request back to its own peer), and so do keepalive pongs.
+CANCELs that running handlers wait for arrive (a handler may await a request
+back to its own peer). While reading is paused, keepalive waits too (the
+drivers suspend the pong deadline), so a pause never passes for a dead peer.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from types import CoroutineType
 from typing import Any
 
-__all__ = ["Job", "Runner"]
+__all__ = ["Job", "Runner", "close_unstarted"]
 
 Job = Callable[[], Coroutine[Any, Any, None]]
 """Makes the coroutine that runs one handler (called when its turn comes)."""
@@ -56,11 +58,6 @@ class Runner:
         self._by_key: dict[Any, _Entry] = {}
         self._full = False
 
-    @property
-    def busy(self) -> int:
-        """Handlers running or waiting."""
-        return len(self._running) + len(self._waiting)
-
     def submit(self, key: Any, job: Job, awaitable: Awaitable[Any]) -> None:
         """Run ``job()`` now or when a slot frees; ``key`` (or None) lets :meth:`cancel` find it.
 
@@ -88,14 +85,14 @@ class Runner:
             entry.task.cancel()
         else:
             self._waiting.remove(entry)
-            _close(entry.awaitable)
+            close_unstarted(entry.awaitable)
             self._check_room()
 
     def cancel_all(self) -> None:
         """Cancel every running handler and drop the waiting ones (the connection closed)."""
         waiting, self._waiting = self._waiting, deque()
         for entry in waiting:
-            _close(entry.awaitable)
+            close_unstarted(entry.awaitable)
         self._by_key.clear()
         for task in list(self._running):
             task.cancel()
@@ -114,7 +111,7 @@ class Runner:
         if entry.key is not None and self._by_key.get(entry.key) is entry:
             del self._by_key[entry.key]
         if task.cancelled():
-            _close(entry.awaitable)  # cancelled before it started: never awaited
+            close_unstarted(entry.awaitable)  # cancelled before it started: never awaited
         while self._waiting and len(self._running) < self._limit:
             self._start(self._waiting.popleft())
         self._check_room()
@@ -125,7 +122,7 @@ class Runner:
             self._on_full(False)
 
 
-def _close(awaitable: Awaitable[Any]) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None and asyncio.iscoroutine(awaitable):
-        close()
+def close_unstarted(awaitable: Awaitable[Any]) -> None:
+    """Close a coroutine that will never run, so Python does not warn it was never awaited."""
+    if isinstance(awaitable, CoroutineType):
+        awaitable.close()

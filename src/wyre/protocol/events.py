@@ -1,8 +1,9 @@
 """What a :class:`~wyre.protocol.session.Session` reports about a received frame.
 
 ``Session.receive()`` returns one of these (or ``None`` when the frame needed
-nothing more, e.g. a late answer dropped quietly). They are plain slotted
-records: built once per frame on the hot path, read once by the driver.
+nothing more, e.g. an ACK for a send nobody waits for). They are plain
+slotted records: built once per frame on the hot path, read once by the
+:class:`~wyre.Connection` that drives the session.
 
 ::
 
@@ -130,7 +131,7 @@ class FrameRejected(Event):
     """A frame that could not be handled.
 
     ``replied`` says whether an ERROR went back to the peer (only for what
-    may be a keyed request). The driver reports ``error`` and counts the
+    may be a keyed request). The connection reports ``error`` and counts the
     frame with ``Session.penalise()``.
     """
 

@@ -9,7 +9,7 @@ and has no clock: deadlines are numbers the caller compares with its own.
 
 Driving it (what :class:`~wyre.Connection` does)::
 
-    session = Session(envelope, extensions=True, write=transport_write)
+    session = Session(envelope, extensions=True, write=write)  # write(data, binary, answering)
     event = session.receive(frame)          # an Event, or None
     session.request(message, pending)       # writes the REQUEST through ``write``
     session.answer(incoming, REPLY, body)   # writes the REPLY; False if cancelled
@@ -65,7 +65,7 @@ Write = Callable[[str | bytes, bool, bool], None]
 """Where the session's frames go: ``write(data, binary, answering)``; may raise when closed.
 
 ``answering`` is true for what answers the peer (REPLY, ERROR, PARTIAL, ACK):
-frames the peer made this side write. A driver that cannot write those out
+frames the peer made this side write. A connection that cannot write those out
 should stop reading the peer; its own sends and requests should just wait."""
 
 BAD_FRAME_WINDOW = 10.0
@@ -91,7 +91,9 @@ class Session:
         envelope: where the protocol fields live, and the codec.
         extensions: whether both ends agreed on ``wyre.v2`` (ACK, CANCEL).
         write: called with each frame to send.
-        max_pending: outgoing requests allowed to wait at once.
+        max_pending: outgoing requests allowed to wait at once; also the most
+            incoming requests open at once (a peer with the same limit never
+            reaches it; past it a request gets an ERROR back).
         max_bad_frames: bad frames allowed per :data:`BAD_FRAME_WINDOW`
             seconds before :meth:`penalise` says to close; None: no limit.
     """
@@ -196,6 +198,10 @@ class Session:
                         key, "DuplicateKey", f"request {key} is already running"
                     )
                     return FrameRejected(duplicate, replied=sent)
+                if len(self._incoming) >= self._max_pending:
+                    raise RemoteProtocolError(
+                        f"more than {self._max_pending} requests open at once", frame=data
+                    )
                 request = IncomingRequest(key, self._get_type(message), message)
                 self._incoming[key] = request
                 return request

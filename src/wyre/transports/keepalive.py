@@ -1,8 +1,9 @@
 """Keepalive pings, the same for every driver.
 
 A driver makes a :class:`Keepalive` for a connection when :func:`wanted` says
-so, calls :meth:`Keepalive.pong` for every pong frame it reads, and
-:meth:`Keepalive.stop` when the socket closes. A pong late by more than
+so, calls :meth:`Keepalive.pong` for every pong frame it reads,
+:meth:`Keepalive.suspend` / :meth:`Keepalive.resume` when it pauses and
+resumes reading, and :meth:`Keepalive.stop` when the socket closes. A pong late by more than
 ``ping_timeout`` calls ``dead``, after which the driver drops the socket and
 reports :data:`~wyre.transport.KEEPALIVE_TIMEOUT`.
 """
@@ -37,7 +38,16 @@ def wanted(options: Options, subprotocol: str | None) -> bool:
 class Keepalive:
     """Sends a ping every ``interval`` seconds; calls ``dead`` when a pong is late."""
 
-    __slots__ = ("_dead", "_interval", "_loop", "_ping", "_timeout", "_timer", "_waiting")
+    __slots__ = (
+        "_dead",
+        "_interval",
+        "_loop",
+        "_ping",
+        "_suspended",
+        "_timeout",
+        "_timer",
+        "_waiting",
+    )
 
     def __init__(
         self,
@@ -52,6 +62,7 @@ class Keepalive:
         self._ping = ping
         self._dead = dead
         self._waiting: bytes | None = None  # payload of the ping awaiting its pong
+        self._suspended = False  # reading is paused: a pong could not be read
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(interval, self._send)
 
     def _send(self) -> None:
@@ -63,6 +74,8 @@ class Keepalive:
             return
         if self._timeout is None:
             self._timer = self._loop.call_later(self._interval, self._send)
+        elif self._suspended:
+            self._timer = None  # resume() starts the pong's deadline
         else:
             self._timer = self._loop.call_later(self._timeout, self._expire)
 
@@ -78,6 +91,24 @@ class Keepalive:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._loop.call_later(self._interval, self._send)
+
+    def suspend(self) -> None:
+        """Reading is paused: a pong could not be read, so its deadline waits.
+
+        A peer is never taken for dead because this side stopped reading it.
+        """
+        self._suspended = True
+        if self._waiting is not None and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def resume(self) -> None:
+        """Reading resumed: a ping still unanswered gets its full ``ping_timeout`` again."""
+        if not self._suspended:
+            return
+        self._suspended = False
+        if self._waiting is not None and self._timer is None and self._timeout is not None:
+            self._timer = self._loop.call_later(self._timeout, self._expire)
 
     def stop(self) -> None:
         """No more pings (the socket is closing or closed)."""

@@ -145,12 +145,13 @@ class PicowsTransport(WSListener):
         self._send = underlying.write
         enable_tcp_keepalive(underlying.get_extra_info("socket"), options.ping_interval or 20)
         self._open = True
-        if options.ping_interval is not None and wanted(options, self.subprotocol):
+        if wanted(options, self.subprotocol):
+            assert options.ping_interval is not None
             self._keepalive = Keepalive(
                 options.ping_interval, options.ping_timeout, self._ping, self._keepalive_expired
             )
         receiver = self._receiver = self._on_open(self)
-        if self._close_sent is None:
+        if self._close_sent is None and self._backlog is None:  # on_open may have paused
             self._receive = receiver.receive
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -333,6 +334,8 @@ class PicowsTransport(WSListener):
             self._backlog = []
             self._receive = self._backlog.append
             self._ws.underlying_transport.pause_reading()
+            if self._keepalive is not None:
+                self._keepalive.suspend()
 
     def resume_reading(self) -> None:
         backlog = self._backlog
@@ -348,6 +351,8 @@ class PicowsTransport(WSListener):
         assert self._ws is not None
         if not self._ws.is_disconnected:
             self._ws.underlying_transport.resume_reading()
+        if self._keepalive is not None:
+            self._keepalive.resume()
 
     async def close(self, code: int, reason: str) -> None:
         ws = self._ws

@@ -309,6 +309,8 @@ class WebsocketsTransport(asyncio.Protocol):
         if self._paused:
             return
         self._paused = True
+        if self._keepalive is not None:
+            self._keepalive.suspend()
         if self._backlog is None:
             self._backlog = deque()
         self._route()
@@ -327,6 +329,8 @@ class WebsocketsTransport(asyncio.Protocol):
             if self._paused:
                 return
         self._backlog = None
+        if self._keepalive is not None:
+            self._keepalive.resume()
         self._route()
         if self._reading_stopped:
             self._reading_stopped = False

@@ -16,6 +16,7 @@ from .proxy import (
     DIRECTIONS,
     Gated,
     all_closed,
+    barrier,
     hold_requests,
     in_flight,
     linked,
@@ -279,3 +280,27 @@ async def test_keepalive_waits_while_a_full_queue_pauses_reading(transport: str)
         gated.release()
         replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(10))
         assert [r.message["n"] for r in replies] == list(range(30))
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+async def test_a_slow_reader_of_partials_loses_none(transport: str, direction: str) -> None:
+    """While partials are iterated, a full buffer holds the peer back instead of dropping."""
+    limit, count = 10, 2000
+    async with linked(transport, direction, max_buffered_partials=limit) as link:
+
+        async def stream(ctx: wyre.Context) -> dict[str, Any]:
+            for n in range(count):
+                await ctx.partial({"n": n})
+            return {"done": True}
+
+        link.handler.on("request", stream)
+        request = link.conn.request({}, timeout=seconds(30))
+        seen = []
+        async for partial in request.partials():
+            seen.append(partial.message["n"])
+            if len(seen) % 100 == 0:
+                await asyncio.sleep(seconds(0.01))  # fall behind now and then
+        assert seen == list(range(count))
+        assert request.dropped_partials == 0
+        assert (await request).message["done"] is True
+        await barrier(link)  # reading resumed: the connection still serves

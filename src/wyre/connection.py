@@ -45,7 +45,7 @@ from .exceptions import (
     WyreError,
     preview,
 )
-from .flow import DONE, OPENING, QUEUE_FULL, Flow
+from .flow import BACKLOG, DONE, OPENING, QUEUE_FULL, Flow
 from .protocol import Direction
 from .protocol.events import (
     OPEN,
@@ -141,6 +141,7 @@ class Connection:
         "_held",
         "_log",
         "_loop",
+        "_partials_held",
         "_reporter",
         "_request_timeout",
         "_runner",
@@ -171,6 +172,7 @@ class Connection:
         self._greeting: asyncio.Future[Any] | None = None
         self._state: dict[str, Any] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._partials_held = 0  # requests whose unread partials stop reading
         options = endpoint.options
         self._request_timeout = options.request_timeout
         self._write_limit = options.write_limit
@@ -406,6 +408,11 @@ class Connection:
                 break
             self._dispatch_work(event)
         self._flow.hold(OPENING, False)
+
+    def _hold_partials(self, on: bool) -> None:
+        """A request whose partials are read too slowly holds (or releases) reading."""
+        self._partials_held += 1 if on else -1
+        self._flow.hold(BACKLOG, self._partials_held > 0)
 
     def stop_reading(self) -> None:
         """Take no new work (shutdown): new requests and messages are dropped from now.

@@ -11,6 +11,8 @@ held in :class:`Flow` (reading resumes when none is left):
   ``max_queued_handlers`` (see :mod:`wyre.runner`).
 * ``OPENING``: the ``connection`` handler has not finished yet and more
   new work is waiting for it than ``max_queued_handlers``.
+* ``BACKLOG``: a request's partials are being read, but more than
+  ``max_buffered_partials`` wait unread (see :class:`~wyre.Request`).
 
 Running handlers alone never stop reading: their answers and the peer's
 CANCELs must get through. Drivers stop keepalive's pong deadline while
@@ -26,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .transport import Transport
 
-__all__ = ["CONGESTED", "DONE", "OPENING", "QUEUE_FULL", "Flow"]
+__all__ = ["BACKLOG", "CONGESTED", "DONE", "OPENING", "QUEUE_FULL", "Flow"]
 
 CONGESTED = 1
 QUEUE_FULL = 2
 OPENING = 4
+BACKLOG = 8
 
 
 class _Done:

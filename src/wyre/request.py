@@ -137,21 +137,26 @@ class Request(Delivery):
     the peer's handler).
 
     Partials are buffered until read, so reading them is optional and may
-    start late. The buffer keeps the newest ``max_buffered_partials``: when a
-    peer streams more than that before they are read, the oldest are dropped
-    and counted in :attr:`dropped_partials` (a request whose partials are
-    never read cannot grow without bound).
+    start late. The buffer holds ``max_buffered_partials``. Past it:
+
+    * while :meth:`partials` is being iterated, the connection stops reading
+      until the reader has caught up (backpressure: nothing is lost);
+    * while nobody iterates, the oldest are dropped and counted in
+      :attr:`dropped_partials` (a request whose partials are never read
+      cannot grow without bound, and its reply still arrives).
     """
 
-    __slots__ = ("_limit", "_partials", "_waiters", "dropped_partials")
+    __slots__ = ("_holding", "_limit", "_partials", "_readers", "_waiters", "dropped_partials")
 
     def __init__(self, connection: Connection, callback: Callback | None) -> None:
         super().__init__(connection, callback)
         self._partials: deque[Context] = deque()
         self._waiters: list[asyncio.Future[None]] | None = None
         self._limit = connection.endpoint.options.max_buffered_partials
+        self._readers = 0  # partials() iterators running
+        self._holding = False  # whether this request holds its connection's reading
         self.dropped_partials = 0
-        """Partials dropped unread because the buffer was full."""
+        """Partials dropped unread because the buffer was full and nobody was reading."""
 
     async def partials(self) -> AsyncIterator[Context]:
         """Yield each PARTIAL's context, in order, until the request ends.
@@ -165,22 +170,35 @@ class Request(Delivery):
         """
         partials = self._partials
         future = self._future
-        while True:
-            while partials:
-                yield partials.popleft()
-            if future.done():
-                if not future.cancelled() and future.exception() is not None:
-                    await future  # raises the failure
-                return
-            waiter: asyncio.Future[None] = self._connection._loop.create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                self.cancel()
-                raise
+        self._readers += 1
+        try:
+            while True:
+                while partials:
+                    context = partials.popleft()
+                    if self._holding and len(partials) <= self._limit // 2:
+                        self._hold(False)  # caught up: let the connection read again
+                    yield context
+                if future.done():
+                    if not future.cancelled() and future.exception() is not None:
+                        await future  # raises the failure
+                    return
+                waiter: asyncio.Future[None] = self._connection._loop.create_future()
+                if self._waiters is None:
+                    self._waiters = []
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    self.cancel()
+                    raise
+        finally:
+            self._readers -= 1
+            if self._holding and not self._readers:
+                self._hold(False)
+
+    def _hold(self, on: bool) -> None:
+        self._holding = on
+        self._connection._hold_partials(on)
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, None  # later partials of a burst skip this
@@ -191,8 +209,12 @@ class Request(Delivery):
     def _partial(self, context: Context) -> None:
         partials = self._partials
         if len(partials) >= self._limit:
-            partials.popleft()
-            self.dropped_partials += 1
+            if self._readers:
+                if not self._holding:
+                    self._hold(True)  # a reader is behind: the peer must wait
+            else:
+                partials.popleft()
+                self.dropped_partials += 1
         partials.append(context)
         if self._waiters is not None:
             self._wake()
@@ -209,3 +231,5 @@ class Request(Delivery):
     def _fail(self, exc: BaseException) -> None:
         super()._fail(exc)
         self._wake()
+        if self._holding:  # the request ended: its partials hold nothing back any more
+            self._hold(False)

@@ -116,8 +116,12 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder for every frame: json.loads() with options would build one per call.
+_decode_text = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
+
+
 def _decode_json(data: str | bytes) -> Any:
-    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+    return _decode_text(data if data.__class__ is str else data.decode())  # type: ignore[union-attr]
 
 
 def json_codec() -> Codec:

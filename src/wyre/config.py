@@ -100,8 +100,9 @@ class Options:
     """Coroutine handlers waiting for a slot, per connection; past it the connection
     stops reading (TCP backpressure) until the queue is half empty."""
     max_buffered_partials: int = 1024
-    """Unread partial replies kept per request; past it the oldest are dropped
-    (counted in ``Request.dropped_partials``)."""
+    """Unread partial replies per request. Past it, while they are being read,
+    the connection stops reading until the reader caught up; while nobody reads
+    them, the oldest are dropped (counted in ``Request.dropped_partials``)."""
     max_bad_frames: int | None = 100
     """Bad frames a peer may send per 10 s (a leaky bucket) before it is
     disconnected with 1008. None: no limit."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from operator import methodcaller
 from typing import Any
 
 from .codecs import Codec, default_codec
@@ -20,11 +19,18 @@ Getter = Callable[[Any], Any]
 Setter = Callable[[Any, Any], None]
 
 
-# The default accessors. The getters are C-level callables (``message.get(name)``
-# without a Python frame): they run three times for every frame received.
-_get_key: Getter = methodcaller("get", "key")
-_get_direction: Getter = methodcaller("get", "direction")
-_get_type: Getter = methodcaller("get", "type")
+# The default accessors. (The session reads a default envelope's fields with
+# plain dict look-ups inline: these serve the code that is not per frame.)
+def _get_key(message: Any) -> Any:
+    return message.get("key")
+
+
+def _get_direction(message: Any) -> Any:
+    return message.get("direction")
+
+
+def _get_type(message: Any) -> Any:
+    return message.get("type")
 
 
 def _set_key(message: Any, key: Any) -> None:

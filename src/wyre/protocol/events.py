@@ -90,7 +90,7 @@ class AnswerReceived(Event):
     __slots__ = ("direction", "key", "message", "pending", "type")
 
     def __init__(
-        self, pending: Pending, direction: Direction, key: str, type_: Any, message: Any
+        self, pending: Pending, direction: Direction, key: Any, type_: Any, message: Any
     ) -> None:
         self.pending = pending
         self.direction = direction

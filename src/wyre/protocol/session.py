@@ -175,15 +175,22 @@ class Session:
         except Exception as exc:
             error = CodecError(f"undecodable frame ({type(exc).__name__})", frame=data)
             return self._reject(error, None)
-        if self._requires_dict and message.__class__ is not dict:
-            return self._reject(RemoteProtocolError("frame is not a JSON object", frame=data), None)
         try:
-            raw = self._get_direction(message)
+            if self._requires_dict:  # the default envelope: plain dict look-ups, inline
+                if message.__class__ is not dict:
+                    not_object = RemoteProtocolError("frame is not a JSON object", frame=data)
+                    return self._reject(not_object, None)
+                raw = message.get("direction")
+                key = message.get("key")
+                type_ = message.get("type")
+            else:
+                raw = self._get_direction(message)
+                key = self._get_key(message)
+                type_ = self._get_type(message)
             direction = SPELLINGS.get(raw) if raw.__class__ is str else None
             if direction is None:
                 direction = parse_direction(raw)
             if direction is REQUEST:
-                key = self._get_key(message)
                 if key.__class__ is not str:
                     raise RemoteProtocolError(
                         "request without a key"
@@ -191,32 +198,41 @@ class Session:
                         else f"request key is not a string: {preview(key, 40)}",
                         frame=data,
                     )
-                if key in self._incoming:
+                incoming = self._incoming
+                if key in incoming:
                     # Refused with an ERROR of its own; the running request stays open.
                     duplicate = RemoteProtocolError(f"duplicate request key {key!r}", frame=data)
                     sent = self._write_error(
                         key, "DuplicateKey", f"request {key} is already running"
                     )
                     return FrameRejected(duplicate, replied=sent)
-                if len(self._incoming) >= self._max_pending:
+                if len(incoming) >= self._max_pending:
                     raise RemoteProtocolError(
                         f"more than {self._max_pending} requests open at once", frame=data
                     )
-                request = IncomingRequest(key, self._get_type(message), message)
-                self._incoming[key] = request
+                request = incoming[key] = IncomingRequest(key, type_, message)
                 return request
             if direction is REPLY or direction is ERROR or direction is PARTIAL:
-                return self._on_answer(message, direction, data)
+                requests = self._requests
+                pending = requests.get(key) if direction is PARTIAL else requests.pop(key, None)
+                if pending is not None:
+                    return AnswerReceived(pending, direction, key, type_, message)
+                if key.__class__ is not str:
+                    raise RemoteProtocolError(f"{direction} key is not a string", frame=data)
+                if key in self._abandoned:
+                    return AnswerDropped(direction, key)
+                raise RemoteProtocolError(
+                    f"{direction} for unknown key {preview(key, 40)}", frame=data
+                )
             if direction is MESSAGE:
-                key = self._get_key(message)
                 if key is not None and self.extensions:
                     self._control(ACK, key)
-                return IncomingMessage(key, self._get_type(message), message)
+                return IncomingMessage(key, type_, message)
             if self.extensions and direction is ACK:
-                pending = self._acks.pop(self._get_key(message), None)
+                pending = self._acks.pop(key, None)
                 return None if pending is None else AckReceived(pending)
             if self.extensions and direction is CANCEL:
-                cancelled = self._incoming.pop(self._get_key(message), None)
+                cancelled = self._incoming.pop(key, None)
                 if cancelled is None:
                     return None  # answered already, or never ours: nothing to stop
                 cancelled.state = CANCELLED
@@ -227,18 +243,6 @@ class Session:
         except Exception as exc:
             failure = RemoteProtocolError(f"cannot handle frame ({type(exc).__name__})", frame=data)
             return self._reject(failure, message)
-
-    def _on_answer(self, message: Any, direction: Direction, data: str | bytes) -> Event | None:
-        key = self._get_key(message)
-        requests = self._requests
-        pending = requests.get(key) if direction is PARTIAL else requests.pop(key, None)
-        if pending is not None:
-            return AnswerReceived(pending, direction, key, self._get_type(message), message)
-        if key.__class__ is not str:
-            raise RemoteProtocolError(f"{direction} key is not a string", frame=data)
-        if key in self._abandoned:
-            return AnswerDropped(direction, key)
-        raise RemoteProtocolError(f"{direction} for unknown key {preview(key, 40)}", frame=data)
 
     def _reject(self, error: ProtocolError, message: Any) -> FrameRejected:
         """A frame that cannot be handled; answer it if it may be a keyed request.
@@ -336,7 +340,14 @@ class Session:
         """
         if len(self._requests) >= self._max_pending:
             raise LimitExceeded(f"{self._max_pending} requests already pending")
-        key = self._key_of(message)
+        if message.__class__ is dict and self._requires_dict:  # the common case, inline
+            key = message.get("key")
+            if key is None:
+                key = new_key()
+            elif key.__class__ is not str:
+                key = self._key_of(message)  # raises: a key must be a string
+        else:
+            key = self._key_of(message)
         if key in self._requests:
             raise LocalProtocolError(f"a request with key {key!r} is already pending")
         if self._requires_dict and message.__class__ is dict:  # the common case, inline
@@ -349,7 +360,7 @@ class Session:
             data = self._encode_slowly(body, exc)
         self._write(data, binary, False)
         pending.key = key
-        pending.type = self._get_type(body)
+        pending.type = body.get("type") if self._requires_dict else self._get_type(body)
         self._requests[key] = pending
 
     def answer(
@@ -386,8 +397,8 @@ class Session:
         self._write(data, binary, True)
         if next_state != OPEN:
             request.state = next_state
-            if self._incoming.get(request.key) is request:
-                del self._incoming[request.key]
+            # An OPEN request is the one its key maps to (duplicates are refused).
+            del self._incoming[request.key]
         return True
 
     def answer_error(

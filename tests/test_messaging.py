@@ -154,3 +154,14 @@ async def test_acknowledged_send_resolves_after_the_peer_got_it(link: Any) -> No
     ((_, message),) = log
     assert message["text"] == "sure?"
     assert message["key"] == delivery.key
+
+
+async def test_a_loop_of_sends_lets_the_event_loop_run(link: Any) -> None:
+    """A send with room in the buffer needs no wait, yet a loop of them must not starve the loop."""
+    ran: list[int] = []
+    asyncio.get_running_loop().call_soon(ran.append, 1)
+    for n in range(1000):
+        await link.conn.send({"n": n})
+        if ran:
+            break
+    assert ran, "1000 sends in a row never let the event loop run"

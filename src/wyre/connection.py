@@ -45,7 +45,7 @@ from .exceptions import (
     WyreError,
     preview,
 )
-from .flow import BACKLOG, DONE, OPENING, QUEUE_FULL, Flow
+from .flow import BACKLOG, DONE, OPENING, QUEUE_FULL, YIELD, YIELD_EVERY, Flow
 from .protocol import Direction
 from .protocol.events import (
     OPEN,
@@ -145,6 +145,7 @@ class Connection:
         "_reporter",
         "_request_timeout",
         "_runner",
+        "_sends",
         "_session",
         "_state",
         "_sweeper",
@@ -173,6 +174,7 @@ class Connection:
         self._state: dict[str, Any] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._partials_held = 0  # requests whose unread partials stop reading
+        self._sends = 0  # plain sends completed without suspending, since the last yield
         options = endpoint.options
         self._request_timeout = options.request_timeout
         self._write_limit = options.write_limit
@@ -270,7 +272,13 @@ class Connection:
                 return self._failed(exc, callback)
             if callback is not None:
                 self._loop.call_soon(call_back, callback, self, None)
-            return self._flow.waiter()
+            waiter = self._flow.waiter()
+            if waiter is DONE:
+                self._sends += 1
+                if self._sends >= YIELD_EVERY:  # a send loop must let the event loop run
+                    self._sends = 0
+                    return YIELD
+            return waiter
         delivery = Delivery(self, callback)
         try:
             self._session.send_acked(message, delivery, binary)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .transport import Transport
 
-__all__ = ["BACKLOG", "CONGESTED", "DONE", "OPENING", "QUEUE_FULL", "Flow"]
+__all__ = ["BACKLOG", "CONGESTED", "DONE", "OPENING", "QUEUE_FULL", "YIELD", "YIELD_EVERY", "Flow"]
 
 CONGESTED = 1
 QUEUE_FULL = 2
@@ -50,6 +50,27 @@ class _Done:
 
 
 DONE = _Done()
+
+
+class _YieldOnce:
+    """An awaitable that lets the event loop run once (like ``asyncio.sleep(0)``)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield  # a bare yield: the task is rescheduled after the loop's other work
+
+    def done(self) -> bool:
+        return False
+
+
+YIELD = _YieldOnce()
+"""What every ``YIELD_EVERY``-th plain send returns when nothing else would wait."""
+
+YIELD_EVERY = 64
+"""A plain send whose buffer has room completes without suspending; a loop of
+them would never let the event loop run (timers, reads, other tasks), so one
+in this many yields once."""
 
 
 class Flow:

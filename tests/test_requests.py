@@ -198,3 +198,25 @@ async def test_many_concurrent_requests_get_their_own_replies(link: Any) -> None
     assert [reply.key for reply in replies] == [request.key for request in requests]
     assert len({request.key for request in requests}) == 200
     assert link.conn.pending_requests == 0
+
+
+async def test_requests_leave_no_garbage_cycles() -> None:
+    """A settled request is freed by reference counting alone, not by the cyclic collector."""
+    import gc
+
+    from wyre.transport import memory_pair
+
+    server, client = wyre.Server(), wyre.Client()
+    server.on("request", lambda ctx: {"n": ctx.message["n"]})
+    conn, _ = memory_pair(client, server)
+    await conn.request({"n": -1})  # warm up
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        for n in range(500):
+            assert (await conn.request({"n": n})).message["n"] == n
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert grown < 100, f"{grown} objects left for the cyclic collector by 500 requests"

@@ -619,6 +619,10 @@ class Connection:
 
     def _on_answer(self, event: AnswerReceived) -> None:
         request: Any = event.pending
+        # The context keeps the event; the event must not keep the request, or
+        # request -> its result (the context) -> event -> request is a cycle
+        # that only the cyclic garbage collector frees, one per request.
+        event.pending = None  # type: ignore[assignment]
         direction = event.direction
         context = Context(event, self)
         if direction is PARTIAL:

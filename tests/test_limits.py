@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import wyre
 
-from .conftest import eventually, seconds
+from .conftest import Link, eventually, seconds
 from .proxy import (
     DIRECTIONS,
     Gated,
@@ -203,27 +203,14 @@ async def test_keepalive_survives_busy_handlers(transport: str, direction: str) 
     async with linked(
         transport, direction, max_running_handlers=2, ping_interval=ping, ping_timeout=ping
     ) as link:
-        gated = Gated(link.handler)
-        requests = [in_flight(link.conn.request({"n": n})) for n in range(40)]
-        await eventually(lambda: gated.running == 2)
-        await asyncio.sleep(ping * 8)  # several ping rounds while the handlers are stuck
-        assert not link.conn.closed and not link.peer.closed
-        gated.gate.set()
-        replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(10))
-        assert [r.message["n"] for r in replies] == list(range(40))
+        await stuck_through_pings(link, count=40, running=2, ping=ping)
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
 async def test_unread_partials_are_bounded(transport: str, direction: str) -> None:
     limit, count = 50, 2000
     async with linked(transport, direction, max_buffered_partials=limit) as link:
-
-        async def stream(ctx: wyre.Context) -> dict[str, Any]:
-            for n in range(count):
-                await ctx.partial({"n": n})
-            return {"done": True}
-
-        link.handler.on("request", stream)
+        link.handler.on("request", streaming(count))
         request = link.conn.request({})
         reply = await asyncio.wait_for(request, seconds(20))  # partials never read meanwhile
         assert reply.message["done"] is True
@@ -243,16 +230,11 @@ async def test_one_send_giving_up_does_not_cancel_the_others_waiting(transport: 
         patient = in_flight(conn.send({"blob": blob}))
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(conn.send({"blob": blob}), seconds(0.05))
-        await barrier_of(patient)
+        for _ in range(5):  # a few loop steps: time for a cancellation to spread
+            await asyncio.sleep(0)
         assert not patient.cancelled()  # still waiting, until the peer is dropped
         with pytest.raises(wyre.ConnectionClosed):
             await asyncio.wait_for(patient, seconds(10))
-
-
-async def barrier_of(future: asyncio.Future[Any]) -> None:
-    """Let the loop run a few steps, so that a cancellation would have reached ``future``."""
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def test_keepalive_waits_while_a_full_queue_pauses_reading(transport: str) -> None:
@@ -272,14 +254,7 @@ async def test_keepalive_waits_while_a_full_queue_pauses_reading(transport: str)
         ping_interval=ping,
         ping_timeout=ping,
     ) as link:
-        gated = Gated(link.handler)
-        requests = [in_flight(link.conn.request({"n": n})) for n in range(30)]
-        await eventually(lambda: gated.running == 1)
-        await asyncio.sleep(ping * 8)  # reading is paused for many ping rounds
-        assert not link.conn.closed and not link.peer.closed
-        gated.release()
-        replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(10))
-        assert [r.message["n"] for r in replies] == list(range(30))
+        await stuck_through_pings(link, count=30, running=1, ping=ping)
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
@@ -287,13 +262,7 @@ async def test_a_slow_reader_of_partials_loses_none(transport: str, direction: s
     """While partials are iterated, a full buffer holds the peer back instead of dropping."""
     limit, count = 10, 2000
     async with linked(transport, direction, max_buffered_partials=limit) as link:
-
-        async def stream(ctx: wyre.Context) -> dict[str, Any]:
-            for n in range(count):
-                await ctx.partial({"n": n})
-            return {"done": True}
-
-        link.handler.on("request", stream)
+        link.handler.on("request", streaming(count))
         request = link.conn.request({}, timeout=seconds(30))
         seen = []
         async for partial in request.partials():
@@ -304,3 +273,27 @@ async def test_a_slow_reader_of_partials_loses_none(transport: str, direction: s
         assert request.dropped_partials == 0
         assert (await request).message["done"] is True
         await barrier(link)  # reading resumed: the connection still serves
+
+
+async def stuck_through_pings(link: Link, *, count: int, running: int, ping: float) -> None:
+    """Send ``count`` requests to gated handlers, keep ``running`` of them stuck for
+    several ping rounds, and check that both ends stayed up and every reply came."""
+    gated = Gated(link.handler)
+    requests = [in_flight(link.conn.request({"n": n})) for n in range(count)]
+    await eventually(lambda: gated.running == running)
+    await asyncio.sleep(ping * 8)  # several ping rounds while the handlers are stuck
+    assert not link.conn.closed and not link.peer.closed
+    gated.release()
+    replies = await asyncio.wait_for(asyncio.gather(*requests), seconds(10))
+    assert [r.message["n"] for r in replies] == list(range(count))
+
+
+def streaming(count: int) -> Callable[[wyre.Context], Awaitable[dict[str, Any]]]:
+    """A request handler that sends ``count`` partials, then replies."""
+
+    async def stream(ctx: wyre.Context) -> dict[str, Any]:
+        for n in range(count):
+            await ctx.partial({"n": n})
+        return {"done": True}
+
+    return stream

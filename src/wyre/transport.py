@@ -111,8 +111,11 @@ class Transport(Protocol):
     def pause_reading(self) -> None:
         """Stop delivering messages until :meth:`resume_reading` (backpressure).
 
-        Control frames (ping, pong, close) may stop being read too: callers
-        pause only for as long as the peer is itself not reading.
+        The connection pauses only as a last resort (the peer does not read
+        its answers, too much work is queued, partials are read too slowly;
+        see :mod:`wyre.flow`). Control frames may stop being read too, so
+        the driver suspends its own keepalive deadline meanwhile; messages
+        the socket already delivered wait and come first on resume.
         """
 
     def resume_reading(self) -> None:

@@ -15,14 +15,17 @@ from .exceptions import (
     CodecError,
     ConnectError,
     ConnectionClosed,
+    HandshakeRefused,
     LimitExceeded,
     LocalProtocolError,
     ProtocolError,
+    Reject,
     RemoteProtocolError,
     RequestError,
     RequestTimeout,
     WyreError,
 )
+from .handshake import Handshake
 from .protocol import Codec, Direction
 from .request import Delivery, Request
 from .server import Server
@@ -39,10 +42,13 @@ __all__ = [
     "Context",
     "Delivery",
     "Direction",
+    "Handshake",
+    "HandshakeRefused",
     "LimitExceeded",
     "LocalProtocolError",
     "Options",
     "ProtocolError",
+    "Reject",
     "RemoteProtocolError",
     "Request",
     "RequestError",

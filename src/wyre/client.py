@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from .connection import Connection
 from .endpoint import Endpoint
 from .protocol.negotiation import offer
 from .transports import driver
+
+if TYPE_CHECKING:
+    import ssl as ssl_module
 
 __all__ = ["Client"]
 
@@ -26,22 +31,42 @@ class Client(Endpoint):
     server sends to this client, exactly as on a server.
     """
 
-    async def connect(self, url: str, protocols: list[str] | str | None = None) -> Connection:
+    async def connect(
+        self,
+        url: str,
+        protocols: list[str] | str | None = None,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> Connection:
         """Open a connection; returns once the WebSocket handshake is done.
 
         ``protocols`` are application subprotocols to offer; ``wyre.v2`` is
         offered after them unless the ``extensions`` option is off.
+        ``headers`` are added to the upgrade request: credentials for the
+        server's ``authenticate`` hook, e.g.
+        ``{"Authorization": "Bearer ..."}``. ``ssl`` is the TLS context for a
+        ``wss://`` URL (default: the system's trusted certificates).
 
         Raises:
-            ConnectError: nothing listening, the handshake was refused, or it
-                took longer than ``open_timeout``.
+            ConnectError: nothing listening, the handshake was refused (its
+                ``.status`` and ``.reason`` say how), or it took longer than
+                ``open_timeout``.
         """
         application = [protocols] if isinstance(protocols, str) else list(protocols or ())
+        pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
+        for name, value in pairs:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError("headers must map strings to strings")
+            if any(c in name + value for c in "\r\n\0"):
+                raise ValueError(f"header {name!r} contains a line break or NUL")
         receiver = await driver(self.options.transport).connect(
             self.options,
             self.attach,
             url,
             subprotocols=offer(application, self.options.extensions),
+            ssl=ssl,
+            headers=pairs,
         )
         assert isinstance(receiver, Connection)
         return receiver

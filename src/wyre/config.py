@@ -7,12 +7,14 @@ only ever used when asked for.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .protocol import Codec, default_codec, json_codec, orjson_codec
 
 if TYPE_CHECKING:
+    from .handshake import Handshake
     from .transport import Driver
 
 __all__ = ["LOG_LEVELS", "Options", "TransportName", "log_level"]
@@ -125,6 +127,21 @@ class Options:
     """Put the traceback into the ERROR reply sent when a handler raises."""
     subprotocols: tuple[str, ...] = ()
     """Server: application subprotocols it accepts, preferred over ``wyre.v2``."""
+    authenticate: Callable[[Handshake], Any] | None = None
+    """Server: called with each :class:`~wyre.Handshake` before its socket opens
+    (a plain or coroutine function, bounded by ``open_timeout``). It returns the
+    connection's ``identity`` or raises :class:`~wyre.Reject` (status, reason);
+    anything else it raises refuses with 500."""
+    origins: tuple[str | None, ...] | None = None
+    """Server: the ``Origin`` values allowed (None in the list admits clients
+    that send none, i.e. not browsers); others get 403. None: every origin.
+    Set it whenever browsers connect: a page on any site can otherwise open a
+    socket to this server with its visitor's cookies (cross-site WebSocket
+    hijacking)."""
+    max_connections: int | None = None
+    """Server: most connections open (or being admitted) at once; past it, 503."""
+    max_connections_per_ip: int | None = None
+    """Server: most connections from one remote address; past it, 503."""
 
     def __post_init__(self) -> None:
         if isinstance(self.transport, str) and self.transport not in ("websockets", "picows"):
@@ -139,8 +156,9 @@ class Options:
             _check_count(name, getattr(self, name))
         if self.max_message_size is not None:
             _check_count("max_message_size", self.max_message_size)
-        if self.max_bad_frames is not None:
-            _check_count("max_bad_frames", self.max_bad_frames)
+        for name in ("max_bad_frames", "max_connections", "max_connections_per_ip"):
+            if getattr(self, name) is not None:
+                _check_count(name, getattr(self, name))
         for name in (
             "request_timeout",
             "open_timeout",
@@ -161,6 +179,14 @@ class Options:
             isinstance(p, str) for p in self.subprotocols
         ):
             raise TypeError("subprotocols must be a sequence of strings")
+        if self.authenticate is not None and not callable(self.authenticate):
+            raise TypeError("authenticate must be a function of a wyre.Handshake")
+        if self.origins is not None:
+            if isinstance(self.origins, str) or not all(
+                o is None or isinstance(o, str) for o in self.origins
+            ):
+                raise TypeError("origins must be a list of strings (or None entries)")
+            object.__setattr__(self, "origins", tuple(self.origins))
 
     @property
     def level(self) -> int | None:

@@ -128,6 +128,11 @@ class Connection:
         extensions: whether both ends speak ``wyre.v2`` (acknowledged sends,
             cancellation); otherwise the original semantics apply.
         close_code, close_reason: set once the connection is closed.
+        handshake: on a server, the :class:`~wyre.Handshake` (path, query,
+            headers, cookies, remote address) the client opened it with;
+            None on a client.
+        identity: on a server, what its ``authenticate`` hook returned for
+            this connection (None without a hook).
     """
 
     # Slots keep an idle connection small: a server may hold many thousands.
@@ -155,7 +160,9 @@ class Connection:
         "close_reason",
         "endpoint",
         "extensions",
+        "handshake",
         "id",
+        "identity",
     )
 
     def __init__(self, endpoint: Endpoint, transport: Transport) -> None:
@@ -164,6 +171,8 @@ class Connection:
         self.extensions = extensions_agreed(transport.subprotocol)
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.handshake = transport.handshake
+        self.identity = transport.identity
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._closing: asyncio.Task[None] | None = None
@@ -209,6 +218,14 @@ class Connection:
     def closed(self) -> bool:
         """Whether the socket is closed; sends and requests then fail."""
         return self.close_code is not None
+
+    @property
+    def remote_host(self) -> str | None:
+        """The peer's address (host part) as the server saw it, or None when unknown."""
+        handshake = self.handshake
+        if handshake is None or handshake.remote_address is None:
+            return None
+        return handshake.remote_address[0]
 
     @property
     def subprotocol(self) -> str | None:

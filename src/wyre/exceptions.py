@@ -3,7 +3,9 @@
 ::
 
     WyreError
-    ├── ConnectError            the socket could not be opened or the handshake was refused
+    ├── ConnectError            no socket: nothing listening, or the handshake was refused (.status)
+    ├── Reject                  raised by an ``authenticate`` hook: refuse the handshake (.status)
+    ├── HandshakeRefused        reported to a server's ``error`` event: a handshake it refused
     ├── ConnectionClosed        the connection is gone (.code, .reason); pending work fails with it
     ├── RequestError            the peer answered a request with an ERROR reply (.context)
     ├── RequestTimeout          no reply within the timeout; also a TimeoutError
@@ -26,14 +28,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .connection import Connection
     from .context import Context
+    from .handshake import Handshake
 
 __all__ = [
     "CodecError",
     "ConnectError",
     "ConnectionClosed",
+    "HandshakeRefused",
     "LimitExceeded",
     "LocalProtocolError",
     "ProtocolError",
+    "Reject",
     "RemoteProtocolError",
     "RequestError",
     "RequestTimeout",
@@ -65,12 +70,72 @@ class ConnectError(WyreError):
     """The connection could not be opened: nothing listening, refused or timed out.
 
     ``status`` is the HTTP status the server answered the handshake with,
-    when it answered with something other than 101; otherwise None.
+    when it answered with something other than 101, and ``reason`` the body
+    of that answer (what the server said, e.g. ``"origin not allowed"``);
+    otherwise None and ``""``.
     """
 
-    def __init__(self, *args: object, status: int | None = None) -> None:
+    def __init__(self, *args: object, status: int | None = None, reason: str = "") -> None:
         super().__init__(*args)
         self.status = status
+        self.reason = reason
+
+
+class Reject(WyreError):
+    """Refuse a connection from an ``authenticate`` hook: the client gets this HTTP status.
+
+    ::
+
+        def authenticate(handshake):
+            user = users.get(handshake.headers.get("Authorization"))
+            if user is None:
+                raise wyre.Reject(401, "who are you?")
+            return user
+
+    The socket never opens; the client's ``connect()`` raises
+    :class:`ConnectError` with ``.status`` and ``.reason``. ``reason`` is
+    sent as the response body: do not put secrets in it.
+    """
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"Reject needs an HTTP error status (400-599), not {status!r}")
+        super().__init__(f"HTTP {status}" + (f": {reason}" if reason else ""))
+        self.status = status
+        self.reason = reason
+
+
+class HandshakeRefused(WyreError):
+    """A server refused a handshake for a reason its operator should hear of.
+
+    Reported to the ``error`` event (never raised to a caller): a malformed
+    or oversized upgrade request, an origin not allowed, a connection limit,
+    an ``authenticate`` hook that failed (``__cause__``) or took longer than
+    ``open_timeout``. A plain :class:`Reject` from the hook is the
+    application's own decision and is not reported.
+
+    Attributes:
+        status: the HTTP status sent to the client.
+        reason: why, as sent in the response body.
+        handshake: the :class:`~wyre.Handshake`, or None when the request
+            could not be read.
+        remote_address: the peer's ``(host, port)``, when known.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        *,
+        handshake: Handshake | None = None,
+        remote_address: tuple[str, int] | None = None,
+    ) -> None:
+        where = f" from {remote_address[0]}" if remote_address else ""
+        super().__init__(f"handshake{where} refused with HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+        self.handshake = handshake
+        self.remote_address = remote_address
 
 
 class ConnectionClosed(WyreError):

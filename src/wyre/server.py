@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .admission import Admission
+from .connection import Connection
 from .endpoint import Endpoint
 from .transport import Listener
 from .transports import driver
+
+if TYPE_CHECKING:
+    import ssl as ssl_module
+
+    from .transport import Transport
 
 __all__ = ["Server"]
 
@@ -26,13 +33,20 @@ class Server(Endpoint):
 
         await server.listen(port=8765)
 
+    Who may connect is decided before a socket opens (:mod:`wyre.admission`):
+    the ``origins`` and ``max_connections`` options, and an ``authenticate``
+    hook that sees the :class:`~wyre.Handshake` and returns the connection's
+    identity (``conn.identity``) or raises :class:`~wyre.Reject`.
+
     Attributes:
         connections: the open connections, by id.
         port: the bound port once listening (useful with ``port=0``).
+        admission: the handshake rules and the connection count they use.
     """
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.admission = Admission(self.options, self.reporter)
         self._listener: Listener | None = None
         self._port: int | None = None
         self._closed: asyncio.Event | None = None
@@ -60,11 +74,14 @@ class Server(Endpoint):
         *,
         port: int | None = None,
         host: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         """Start listening on ``host:port`` (no host: every interface).
 
         Accepts the original's ``listen({"port": 1234, "host": ...})`` too.
-        ``port=0`` picks a free port; read it from :attr:`port`.
+        ``port=0`` picks a free port; read it from :attr:`port`. With
+        ``ssl`` (a server-side :class:`ssl.SSLContext` holding the
+        certificate chain) clients connect with ``wss://``.
 
         Raises:
             ValueError: no port, an invalid port, or options that are not a dict.
@@ -85,11 +102,20 @@ class Server(Endpoint):
         if self._listener is not None:
             raise RuntimeError("this server is already listening")
         self._listener = await driver(self.options.transport).listen(
-            self.options, self.attach, host=host, port=port
+            self.options, self.attach, host=host, port=port, ssl=ssl, gate=self.admission
         )
         self._port = self._listener.port
         self._closed = asyncio.Event()
         self.reporter.log.log(logging.INFO, "listening on %s:%s", host or "*", self.port)
+
+    def attach(self, transport: Transport) -> Connection:
+        connection = super().attach(transport)
+        self.admission.opened(connection)
+        return connection
+
+    def detach(self, connection: Connection) -> None:
+        self.admission.closed(connection)
+        super().detach(connection)
 
     async def serve_forever(self) -> None:
         """Wait until the server is closed (asyncio's convention); listen() first.
@@ -126,6 +152,7 @@ class Server(Endpoint):
         leaves no task running.
         """
         self._refusing = (code, reason)  # a handshake that completes now is closed at once
+        self.admission.closing = True
         if self._listener is not None:
             self._listener.stop_accepting()
         connections = list(self.connections.values())
@@ -150,5 +177,6 @@ class Server(Endpoint):
             self._listener = None
         await self._settle_tasks(self.options.close_timeout)
         self._refusing = None
+        self.admission.closing = False
         if self._closed is not None:
             self._closed.set()

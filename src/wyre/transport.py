@@ -10,9 +10,10 @@ directions or handlers.
 
 ::
 
-    driver.listen(options, on_open, ...)      driver.connect(options, on_open, url, ...)
-            │                                          │
-            └──── on_open(transport) -> receiver ──────┘
+    driver.listen(options, on_open, gate=...)      driver.connect(options, on_open, url, ...)
+            │  gate.admit(handshake) -> identity           │
+            │  (or Reject: an HTTP error, no socket)       │
+            └──── on_open(transport) -> receiver ──────────┘
                       receiver.receive(data)            one message in
                       transport.write(data, binary)     one message out
                       receiver.connection_lost(code, reason)
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import SUBPROTOCOL
 
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
     from .config import Options
     from .connection import Connection
     from .endpoint import Endpoint
+    from .handshake import Handshake
 
 __all__ = [
     "KEEPALIVE_TIMEOUT",
     "MAX_FRAGMENTS",
     "Driver",
+    "Gate",
     "Listener",
     "MemoryTransport",
     "OnOpen",
@@ -93,6 +96,14 @@ class Transport(Protocol):
     def subprotocol(self) -> str | None:
         """The subprotocol agreed in the handshake."""
 
+    @property
+    def handshake(self) -> Handshake | None:
+        """The upgrade request, on the server side (None on a client's socket)."""
+
+    @property
+    def identity(self) -> Any:
+        """What the server's gate admitted this socket as (None without a gate)."""
+
     def write(self, data: str | bytes, binary: bool) -> None:
         """Queue one message without waiting (text unless ``binary``; bytes are UTF-8 text).
 
@@ -142,6 +153,33 @@ OnOpen = Callable[[Transport], Receiver]
 """Called by a driver for each socket whose handshake completed."""
 
 
+class Gate(Protocol):
+    """Who may connect: a listening driver asks it about every upgrade request.
+
+    Implemented by :class:`wyre.admission.Admission` (origins, connection
+    limits, the ``authenticate`` hook). The driver parses the request,
+    answers malformed ones itself (and tells :meth:`refused`), then awaits
+    :meth:`admit`, without reading further from that socket meanwhile. On
+    success it completes the upgrade and calls ``on_open`` **in the same
+    event-loop step** as ``admit`` returned, so that the gate's count of
+    connections never misses one; on :class:`~wyre.Reject` it answers with
+    that HTTP status and the reason as body, and no socket opens.
+    """
+
+    async def admit(self, handshake: Handshake) -> Any:
+        """The identity of the connection about to open.
+
+        Bounded by the gate itself (``open_timeout``); the driver cancels it
+        when the socket is lost meanwhile.
+
+        Raises:
+            Reject: refuse it, with this status and reason. Nothing else.
+        """
+
+    def refused(self, status: int, reason: str, remote_address: tuple[str, int] | None) -> None:
+        """The driver refused a request before :meth:`admit` (malformed, oversized...)."""
+
+
 class Listener(Protocol):
     """A listening socket, as :class:`~wyre.Server` needs it."""
 
@@ -182,8 +220,11 @@ class Driver(Protocol):
         host: str | None,
         port: int,
         ssl: ssl.SSLContext | None = None,
+        gate: Gate | None = None,
     ) -> Listener:
-        """Start accepting WebSocket connections on ``host:port``.
+        """Start accepting WebSocket connections on ``host:port`` (TLS with ``ssl``).
+
+        Every upgrade request goes through ``gate`` (none: all are admitted).
 
         Raises:
             OSError: the address is in use or cannot be bound.
@@ -197,8 +238,13 @@ class Driver(Protocol):
         *,
         subprotocols: Sequence[str],
         ssl: ssl.SSLContext | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> Receiver:
         """Open a connection to ``url``; returns what ``on_open`` returned for it.
+
+        ``headers`` go into the upgrade request (e.g. a bearer token);
+        ``ssl`` is the TLS context for a ``wss://`` URL (None: the system's
+        default trust).
 
         Raises:
             ConnectError: nothing listening, the handshake was refused, or it
@@ -270,6 +316,9 @@ class MemoryTransport:
     event-loop step), like a socket's. Useful to run the protocol without a
     network: in tests, or to drive a Connection from another I/O layer.
     """
+
+    handshake: Handshake | None = None
+    identity: Any = None
 
     def __init__(self, subprotocol: str | None) -> None:
         self.subprotocol = subprotocol

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from picows import (
+    WSAutoPingStrategy,
     WSFrame,
     WSHandshakeError,
     WSListener,
@@ -30,10 +32,14 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
     ws_connect,
-    ws_create_server,
 )
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
-from ..exceptions import ConnectError
+from ..exceptions import ConnectError, Reject
+from ..handshake import Handshake
 from ..protocol.negotiation import select
 from ..transport import (
     KEEPALIVE_TIMEOUT,
@@ -47,11 +53,21 @@ from ..transport import (
 from . import frames
 from .frames import Assembler, FrameError, FrameWriter, parse_close
 from .keepalive import Keepalive, wanted
+from .upgrade import (
+    VERSION_HEADERS,
+    handshake_of,
+    reason_of,
+    refusal,
+    remote_address,
+    unreadable,
+    unsupported_version,
+)
 
 if TYPE_CHECKING:
     import ssl as ssl_module
 
     from ..config import Options
+    from ..transport import Gate
 
 __all__ = ["PicowsDriver", "PicowsTransport"]
 
@@ -100,12 +116,16 @@ class PicowsTransport(WSListener):
         "_writable",
         "_writer",
         "_ws",
+        "handshake",
+        "identity",
         "subprotocol",
     )
 
     def __init__(self, options: Options, on_open: OnOpen, subprotocol: str | None) -> None:
         super().__init__()
         self.subprotocol = subprotocol
+        self.handshake: Handshake | None = None
+        self.identity: Any = None
         self._options = options
         self._on_open = on_open
         self._loop = asyncio.get_running_loop()
@@ -390,31 +410,233 @@ async def _settle(transport: WSTransport) -> None:
 
 
 class PicowsListener:
-    """A :class:`~wyre.transport.Listener` around picows' asyncio server."""
+    """A :class:`~wyre.transport.Listener`: the asyncio server and its handshakes in progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: Options, on_open: OnOpen, gate: Gate | None) -> None:
+        self.options = options
+        self.on_open = on_open
+        self.gate = gate
         self.accepting = True
         self.port = 0
+        self.handshakes: set[_Doorman] = set()
         self._server: asyncio.Server | None = None
+        accepted, extensions = options.subprotocols, options.extensions
+
+        def select_subprotocol(_: ServerProtocol, offered: Sequence[str]) -> Subprotocol | None:
+            chosen = select(offered, accepted, extensions)
+            return None if chosen is None else Subprotocol(chosen)
+
+        self.select = select_subprotocol
+
+    def make(self) -> _Doorman:
+        """The protocol factory of the asyncio server: each socket starts at the door."""
+        return _Doorman(self)
 
     def _serve(self, server: asyncio.Server) -> None:
         self._server = server
         self.port = int(server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
-        self.accepting = False  # handshakes under way now get 503
+        self.accepting = False
         if self._server is not None:
             self._server.close()
+        for doorman in list(self.handshakes):
+            doorman.refuse(503, "The server is shutting down.")
 
     async def wait_closed(self) -> None:
         # asyncio.Server.wait_closed() would wait for every connection;
-        # Server.close() closes those itself.
+        # Server.close() closes those itself, and refused handshakes end at once.
         return None
 
 
-def _refuse(status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:
-    response = WSUpgradeResponse.create_error_response(status, body, extra_headers=headers)
-    return WSUpgradeResponseWithListener(response, None)
+class _Doorman(asyncio.Protocol):
+    """An accepted socket until its upgrade request is admitted; then picows takes it over.
+
+    picows decides on a handshake synchronously, but the server's gate may
+    await (an ``authenticate`` coroutine). So the request is read here first,
+    with websockets' Sans-I/O parser (the same checks and statuses as the
+    websockets driver), and put to the gate while the socket is not read.
+    Once admitted, the socket is switched to a picows protocol, which is
+    given the bytes read so far and completes the upgrade in the same step.
+    """
+
+    def __init__(self, listener: PicowsListener) -> None:
+        self._listener = listener
+        self._parser = ServerProtocol(
+            select_subprotocol=listener.select,
+            max_size=listener.options.max_message_size,
+        )
+        self._received = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._admission: asyncio.Task[None] | None = None
+        self._done = False  # answered, refused or handed over
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        listener = self._listener
+        if not listener.accepting:
+            self.refuse(503, "The server is shutting down.")
+            return
+        listener.handshakes.add(self)
+        timeout = listener.options.open_timeout
+        if timeout is not None:
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self._done:
+            return
+        self._received += data
+        parser = self._parser
+        parser.receive_data(data)
+        for event in parser.events_received():
+            if isinstance(event, Request):
+                self._request(event)
+                return
+        if parser.handshake_exc is not None:  # not a readable request
+            status, reason = unreadable(parser.handshake_exc)
+            self._report(status, reason)
+            self.refuse(status, reason)
+
+    def eof_received(self) -> bool | None:
+        self._end()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _request(self, request: Request) -> None:
+        assert self._transport is not None
+        if unsupported_version(request):
+            self.refuse(426, "unsupported WebSocket version", VERSION_HEADERS)
+            return
+        response = self._parser.accept(request)  # checks the request; sends nothing
+        if response.status_code != 101:
+            reason = reason_of(response)
+            if response.status_code != 426:  # 426: plain HTTP, not a WebSocket client
+                self._report(response.status_code, reason)
+            self.refuse(response.status_code, reason)
+            return
+        subprotocol = response.headers.get("Sec-WebSocket-Protocol")
+        peer = remote_address(self._transport.get_extra_info("peername"))
+        handshake = handshake_of(request, peer)
+        gate = self._listener.gate
+        if gate is None:
+            self._hand_over(handshake, None, subprotocol)
+            return
+        self._transport.pause_reading()
+        if self._timer is not None:  # the gate bounds itself
+            self._timer.cancel()
+            self._timer = None
+        self._admission = asyncio.get_running_loop().create_task(
+            self._admit(gate, handshake, subprotocol)
+        )
+
+    async def _admit(self, gate: Gate, handshake: Handshake, subprotocol: str | None) -> None:
+        try:
+            identity = await gate.admit(handshake)
+        except Reject as exc:
+            status, reason = exc.status, exc.reason
+        except Exception as exc:  # a gate must only raise Reject; never leave the client hanging
+            self._listener.options.logger.exception("the handshake gate failed")
+            status, reason = 500, type(exc).__name__
+        else:
+            self._admission = None
+            if self._listener.accepting and not self._done:
+                self._hand_over(handshake, identity, subprotocol)  # same step, as Gate asks
+                return
+            status, reason = 503, "The server is shutting down."
+        self._admission = None
+        self.refuse(status, reason)
+
+    def _hand_over(self, handshake: Handshake, identity: Any, subprotocol: str | None) -> None:
+        """Switch the socket to picows and replay the request to it: it upgrades at once."""
+        transport = self._transport
+        assert transport is not None
+        self._done = True
+        self._end()
+        listener = self._listener
+        options = listener.options
+        ws = PicowsTransport(options, listener.on_open, subprotocol)
+        ws.handshake, ws.identity = handshake, identity
+        extra = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
+        ready = WSUpgradeResponseWithListener(
+            WSUpgradeResponse.create_101_response(extra_headers=extra), ws
+        )
+        protocol = _server_protocol(options, lambda _: ready)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        data = memoryview(self._received)
+        while data:
+            buffer = protocol.get_buffer(len(data))
+            n = min(len(buffer), len(data))
+            buffer[:n] = data[:n]
+            protocol.buffer_updated(n)
+            data = data[n:]
+        self._received = bytearray()
+        transport.resume_reading()
+
+    def refuse(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        """Answer with an HTTP error and close the socket (no upgrade)."""
+        if self._done:
+            return
+        self._done = True
+        self._end()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._listener.options.logger.debug("handshake refused with HTTP %s: %s", status, reason)
+        transport.write(refusal(status, reason, headers))
+        transport.close()  # after the response is written
+
+    def _report(self, status: int, reason: str) -> None:
+        gate = self._listener.gate
+        if gate is not None and self._transport is not None:
+            gate.refused(status, reason, remote_address(self._transport.get_extra_info("peername")))
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._listener.options.logger.debug("opening handshake timed out: dropping the socket")
+        self._done = True
+        self._end()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _end(self) -> None:
+        """No longer a handshake in progress: stop the timer and any admission."""
+        self._listener.handshakes.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._admission is not None:
+            self._admission.cancel()
+            self._admission = None
+
+
+def _server_protocol(options: Options, factory: Callable[[WSUpgradeRequest], Any]) -> Any:
+    """picows' protocol for one server socket, as ``ws_create_server`` would make it.
+
+    Built directly, since the socket was accepted (and its request read) by
+    :class:`_Doorman`; the arguments are those of picows' own factory.
+    """
+    common = _common(options)
+    return WSProtocol(
+        None,  # host and port: a server's
+        None,  # path: a server's
+        False,  # not the client side
+        factory,
+        logging.getLogger("picows.server"),
+        common["disconnect_on_exception"],
+        common["websocket_handshake_timeout"],
+        common["enable_auto_ping"],
+        20.0,  # auto-ping idle timeout (auto-ping is off)
+        20.0,  # auto-ping reply timeout
+        WSAutoPingStrategy.PING_WHEN_IDLE,
+        common["enable_auto_pong"],
+        common["max_frame_size"],
+        None,  # extra headers: the response carries them
+        16 * 1024,  # initial read buffer
+    )
 
 
 def _common(options: Options) -> dict[str, Any]:
@@ -461,34 +683,21 @@ class PicowsDriver:
         host: str | None,
         port: int,
         ssl: ssl_module.SSLContext | None = None,
+        gate: Gate | None = None,
     ) -> PicowsListener:
-        listener = PicowsListener()
-
-        def accept(request: WSUpgradeRequest) -> Any:
-            if not listener.accepting:
-                return _refuse(503, b"server shutting down")
-            if request.headers.get("Sec-WebSocket-Version") != "13":
-                return _refuse(
-                    426, b"unsupported WebSocket version", {"Sec-WebSocket-Version": "13"}
-                )
-            chosen = select(_offered(request.headers), options.subprotocols, options.extensions)
-            transport = PicowsTransport(options, on_open, chosen)
-            if chosen is None:
-                return transport
-            response = WSUpgradeResponse.create_101_response(
-                extra_headers={"Sec-WebSocket-Protocol": chosen}
-            )
-            return WSUpgradeResponseWithListener(response, transport)
-
-        kwargs = _common(options)
-        if ssl is not None:
-            kwargs["ssl"] = ssl
+        listener = PicowsListener(options, on_open, gate)
+        loop = asyncio.get_running_loop()
+        tls_timeout = options.open_timeout if ssl is not None else None
         sock = bind_socket(host, port)
         try:
             if sock is None:
-                server = await ws_create_server(accept, host, port, **kwargs)
+                server = await loop.create_server(
+                    listener.make, host, port, ssl=ssl, ssl_handshake_timeout=tls_timeout
+                )
             else:  # one socket, one port, for IPv4 and IPv6
-                server = await ws_create_server(accept, sock=sock, **kwargs)
+                server = await loop.create_server(
+                    listener.make, sock=sock, ssl=ssl, ssl_handshake_timeout=tls_timeout
+                )
         except BaseException:
             if sock is not None:
                 sock.close()
@@ -504,6 +713,7 @@ class PicowsDriver:
         *,
         subprotocols: Sequence[str],
         ssl: ssl_module.SSLContext | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> Receiver:
         offered = list(subprotocols)
         made: list[PicowsTransport] = []
@@ -519,11 +729,13 @@ class PicowsDriver:
             made.append(transport)
             return transport
 
-        headers = {"Sec-WebSocket-Protocol": ", ".join(offered)} if offered else None
+        extra = list(headers)
+        if offered:
+            extra.append(("Sec-WebSocket-Protocol", ", ".join(offered)))
         try:
             async with asyncio.timeout(options.open_timeout):
                 _, listener = await ws_connect(
-                    make, url, ssl_context=ssl, extra_headers=headers, **_common(options)
+                    make, url, ssl_context=ssl, extra_headers=extra or None, **_common(options)
                 )
         except BaseException as exc:
             for transport in made:  # opened just as the time ran out

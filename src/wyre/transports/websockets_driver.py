@@ -26,7 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidState, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    InvalidState,
+    InvalidStatus,
+    InvalidURI,
+)
 from websockets.extensions.permessage_deflate import (
     enable_client_permessage_deflate,
     enable_server_permessage_deflate,
@@ -38,7 +42,8 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from ..exceptions import ConnectError
+from ..exceptions import ConnectError, Reject
+from ..handshake import Handshake
 from ..protocol.negotiation import select
 from ..transport import (
     KEEPALIVE_TIMEOUT,
@@ -49,10 +54,19 @@ from ..transport import (
 )
 from .frames import Assembler, FrameError
 from .keepalive import Keepalive, wanted
+from .upgrade import (
+    VERSION_HEADERS,
+    handshake_of,
+    reason_of,
+    refusal,
+    remote_address,
+    unreadable,
+    unsupported_version,
+)
 
 if TYPE_CHECKING:
     from ..config import Options
-    from ..transport import OnOpen, Receiver
+    from ..transport import Gate, OnOpen, Receiver
 
 __all__ = ["WebsocketsDriver", "WebsocketsTransport"]
 
@@ -81,6 +95,7 @@ class WebsocketsTransport(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_admission",
         "_assembler",
         "_backlog",
         "_close_timer",
@@ -90,6 +105,7 @@ class WebsocketsTransport(asyncio.Protocol):
         "_eof_written",
         "_flush_scheduled",
         "_gone",
+        "_headers",
         "_keepalive",
         "_listener",
         "_loop",
@@ -108,6 +124,8 @@ class WebsocketsTransport(asyncio.Protocol):
         "_unflushed",
         "_url",
         "_writing_paused",
+        "handshake",
+        "identity",
         "subprotocol",
     )
 
@@ -121,14 +139,19 @@ class WebsocketsTransport(asyncio.Protocol):
         *,
         listener: _Listener | None = None,
         url: str = "",
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._options = options
         self._on_open = on_open
         self._protocol = protocol
         self._listener = listener
         self._url = url
+        self._headers = headers
         self._loop = asyncio.get_running_loop()
         self.subprotocol: str | None = None
+        self.handshake: Handshake | None = None
+        self.identity: Any = None
+        self._admission: asyncio.Task[None] | None = None  # the gate is deciding
         self._receiver: Receiver | None = None
         # Where the next complete message goes: the receiver, the backlog
         # while reading is paused, or nowhere (swapping it costs nothing per frame).
@@ -164,7 +187,10 @@ class WebsocketsTransport(asyncio.Protocol):
         enable_tcp_keepalive(transport.get_extra_info("socket"), options.ping_interval or 20)
         protocol = self._protocol
         if isinstance(protocol, ClientProtocol):
-            protocol.send_request(protocol.connect())
+            request = protocol.connect()
+            for name, value in self._headers:
+                request.headers[name] = value
+            protocol.send_request(request)
             self._flush()
             return  # connect() bounds the handshake
         listener = self._listener
@@ -185,23 +211,7 @@ class WebsocketsTransport(asyncio.Protocol):
         try:
             if self._receiver is None:
                 events = self._handshake(events)
-            feed = self._assembler.feed
-            for frame in cast(list[Frame], events):
-                opcode = frame.opcode
-                if opcode is TEXT or opcode is BINARY or opcode is CONT:
-                    try:
-                        message = feed(opcode, frame.fin, frame.data)  # type: ignore[arg-type]
-                    except FrameError as exc:
-                        self._fail(exc.code, exc.reason)
-                        break
-                    if message is not None:
-                        self._receive(message)
-                elif opcode is PONG:
-                    if self._keepalive is not None:
-                        self._keepalive.pong(frame.data)  # type: ignore[arg-type]
-                elif opcode is CLOSE:
-                    self._options.logger.debug("close frame received: %s", protocol.close_rcvd)
-                # a PING is answered by the protocol itself
+            self._frames(events)
         finally:
             self._flush_scheduled = False
             self._flush()
@@ -211,6 +221,26 @@ class WebsocketsTransport(asyncio.Protocol):
             elif self._paused and not self._reading_stopped:
                 self._reading_stopped = True
                 self._transport.pause_reading()
+
+    def _frames(self, events: list[Any]) -> None:
+        """Hand the messages in these frames to the receiver (or the backlog)."""
+        feed = self._assembler.feed
+        for frame in cast(list[Frame], events):
+            opcode = frame.opcode
+            if opcode is TEXT or opcode is BINARY or opcode is CONT:
+                try:
+                    message = feed(opcode, frame.fin, frame.data)  # type: ignore[arg-type]
+                except FrameError as exc:
+                    self._fail(exc.code, exc.reason)
+                    break
+                if message is not None:
+                    self._receive(message)
+            elif opcode is PONG:
+                if self._keepalive is not None:
+                    self._keepalive.pong(frame.data)  # type: ignore[arg-type]
+            elif opcode is CLOSE:
+                self._options.logger.debug("close frame received: %s", self._protocol.close_rcvd)
+            # a PING is answered by the protocol itself
 
     def eof_received(self) -> bool | None:
         protocol = self._protocol
@@ -226,6 +256,9 @@ class WebsocketsTransport(asyncio.Protocol):
         self._receive = _drop
         protocol = self._protocol
         protocol.receive_eof()  # idempotent; the protocol is now CLOSED
+        if self._admission is not None:
+            self._admission.cancel()  # the client gave up while the gate was deciding
+            self._admission = None
         for timer in (self._open_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -405,36 +438,128 @@ class WebsocketsTransport(asyncio.Protocol):
                 listener = self._listener
                 if listener is not None and not listener.accepting:
                     response = protocol.reject(503, "The server is shutting down.\n")
+                elif unsupported_version(event):
+                    response = protocol.reject(426, "unsupported WebSocket version\n")
+                    response.headers.update(VERSION_HEADERS)
                 else:
-                    response = protocol.accept(event)
-                protocol.send_response(response)
+                    response = protocol.accept(event)  # checks the request; sends nothing
                 if response.status_code != 101:
-                    self._options.logger.debug(
-                        "handshake refused with HTTP %s: %s",
-                        response.status_code,
-                        protocol.handshake_exc,
-                    )
+                    self._refused(response)
                     return []
-                self._open()
-                return events[index + 1 :]
+                peer = remote_address(self._transport.get_extra_info("peername"))
+                self.handshake = handshake_of(event, peer)
+                gate = listener.gate if listener is not None else None
+                if gate is None:
+                    protocol.send_response(response)
+                    self._open()
+                    return events[index + 1 :]
+                # The gate may take its time: stop reading, keep what came
+                # after the request, and let the gate's own bound apply.
+                self._transport.pause_reading()
+                if self._open_timer is not None:
+                    self._open_timer.cancel()
+                    self._open_timer = None
+                self._admission = self._loop.create_task(
+                    self._admit(gate, response, events[index + 1 :])
+                )
+                return []
             if isinstance(event, Response) and self._opened is not None:
                 if protocol.handshake_exc is not None:
                     self._handshake_failed(protocol.handshake_exc)
                     return []
                 self._open()
                 return events[index + 1 :]
-        if protocol.handshake_exc is not None and self._opened is not None:
-            self._handshake_failed(protocol.handshake_exc)  # not even an HTTP response
+        if protocol.handshake_exc is not None:
+            if self._opened is not None:
+                self._handshake_failed(protocol.handshake_exc)  # not even an HTTP response
+            elif self.handshake is None and self._listener is not None:
+                self._unreadable(protocol.handshake_exc)
         return []
+
+    def _refused(self, response: Response) -> None:
+        """Send an HTTP error instead of the upgrade; tell the gate when the request was bad."""
+        assert isinstance(self._protocol, ServerProtocol)
+        self._protocol.send_response(response)
+        status = response.status_code
+        self._options.logger.debug(
+            "handshake refused with HTTP %s: %s", status, reason_of(response)
+        )
+        listener = self._listener
+        # 503: shutting down. 426: a plain HTTP request, not a WebSocket client.
+        if listener is not None and listener.gate is not None and status not in (503, 426):
+            peer = remote_address(self._transport.get_extra_info("peername"))
+            listener.gate.refused(status, reason_of(response), peer)
+
+    def _unreadable(self, exc: Exception) -> None:
+        """The request could not be parsed: websockets sent a status, or only EOF."""
+        listener = self._listener
+        assert listener is not None
+        status, reason = unreadable(exc)
+        if status == 400:  # websockets closes without a word: say why
+            self._transport.write(refusal(status, reason))
+        # else websockets (>= 17) queued its own 414 or 431
+        self._options.logger.debug("handshake refused with HTTP %s: %s", status, reason)
+        if listener.gate is not None:
+            peer = remote_address(self._transport.get_extra_info("peername"))
+            listener.gate.refused(status, reason, peer)
+
+    async def _admit(self, gate: Gate, response: Response, early: list[Any]) -> None:
+        """Ask the gate about this handshake; then upgrade, or answer with its refusal."""
+        assert self.handshake is not None
+        protocol = self._protocol
+        assert isinstance(protocol, ServerProtocol)
+        try:
+            identity = await gate.admit(self.handshake)
+        except Reject as exc:
+            status, reason = exc.status, exc.reason
+        except Exception as exc:  # a gate must only raise Reject; never leave the client hanging
+            self._options.logger.exception("the handshake gate failed")
+            status, reason = 500, f"{type(exc).__name__}"
+        else:
+            self._admission = None
+            listener = self._listener
+            if listener is not None and not listener.accepting:
+                status, reason = 503, "The server is shutting down."
+            else:
+                # In the step admit() returned in, as the Gate contract asks.
+                self.identity = identity
+                protocol.send_response(response)
+                self._flush_scheduled = True
+                try:
+                    self._open()
+                    self._frames(early)
+                finally:
+                    self._flush_scheduled = False
+                    self._flush()
+                if not self._closing:
+                    if protocol.close_expected():
+                        self._begin_closing()
+                    elif not self._paused:
+                        self._transport.resume_reading()
+                    else:
+                        self._reading_stopped = True
+                return
+        self._admission = None
+        if self._gone or not isinstance(protocol, ServerProtocol):
+            return
+        protocol.send_response(protocol.reject(status, reason.rstrip("\n") + "\n"))
+        self._options.logger.debug("handshake refused with HTTP %s: %s", status, reason)
+        self._flush()
+        self._transport.resume_reading()  # to see the client's end of the TCP connection
+        self._begin_closing()
 
     def _handshake_failed(self, exc: Exception) -> None:
         assert self._opened is not None
         if self._opened.done():
             return
-        status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
-        detail = f"the server answered HTTP {status}" if status is not None else str(exc)
+        if isinstance(exc, InvalidStatus):
+            status: int | None = exc.response.status_code
+            reason = reason_of(exc.response)
+            detail = f"the server answered HTTP {status}" + (f": {reason}" if reason else "")
+        else:
+            status, reason, detail = None, "", str(exc)
         self._opened.set_exception(
-            ConnectError(f"cannot connect to {self._url}: {detail}", status=status)
+            ConnectError(f"cannot connect to {self._url}: {detail}", status=status, reason=reason)
         )
 
     def _open(self) -> None:
@@ -513,6 +638,10 @@ class WebsocketsTransport(asyncio.Protocol):
             return
         if protocol.state is not _CONNECTING or protocol.close_expected():
             return  # already answered
+        if self._admission is not None:
+            self._admission.cancel()
+            self._admission = None
+            self._transport.resume_reading()
         protocol.send_response(protocol.reject(503, "The server is shutting down.\n"))
         self._flush()
         self._begin_closing()
@@ -521,9 +650,10 @@ class WebsocketsTransport(asyncio.Protocol):
 class _Listener:
     """A :class:`~wyre.transport.Listener`: the asyncio server and its handshakes in progress."""
 
-    def __init__(self, options: Options, on_open: OnOpen) -> None:
+    def __init__(self, options: Options, on_open: OnOpen, gate: Gate | None) -> None:
         self._options = options
         self._on_open = on_open
+        self.gate = gate
         self.accepting = True
         self.handshakes: set[WebsocketsTransport] = set()
         self._server: asyncio.Server | None = None
@@ -594,9 +724,10 @@ class WebsocketsDriver:
         host: str | None,
         port: int,
         ssl: ssl_module.SSLContext | None = None,
+        gate: Gate | None = None,
     ) -> _Listener:
         loop = asyncio.get_running_loop()
-        listener = _Listener(options, on_open)
+        listener = _Listener(options, on_open, gate)
         tls_timeout = options.open_timeout if ssl is not None else None
         sock = bind_socket(host, port)
         if sock is None:
@@ -622,6 +753,7 @@ class WebsocketsDriver:
         *,
         subprotocols: Sequence[str],
         ssl: ssl_module.SSLContext | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> Receiver:
         try:
             uri = parse_uri(url)
@@ -638,7 +770,7 @@ class WebsocketsDriver:
             max_size=options.max_message_size,
         )
         loop = asyncio.get_running_loop()
-        ws = WebsocketsTransport(options, on_open, protocol, url=url)
+        ws = WebsocketsTransport(options, on_open, protocol, url=url, headers=headers)
         opened = ws._opened
         assert opened is not None
         connected = False

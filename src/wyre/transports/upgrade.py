@@ -1,0 +1,90 @@
+"""The HTTP side of a server's opening handshake, shared by the drivers.
+
+Both socket drivers read the upgrade request with websockets' Sans-I/O
+parser, so they check it the same way and answer a bad one with the same
+status; these helpers turn what the parser gives into wyre's terms.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from websockets.exceptions import InvalidMessage
+from websockets.http11 import Request, Response
+
+from ..handshake import Handshake
+
+__all__ = [
+    "VERSION_HEADERS",
+    "handshake_of",
+    "reason_of",
+    "refusal",
+    "remote_address",
+    "unreadable",
+    "unsupported_version",
+]
+
+VERSION_HEADERS = {"Sec-WebSocket-Version": "13"}
+"""Sent with a 426 refusal: the one WebSocket version servers speak (RFC 6455 4.4)."""
+
+
+def unsupported_version(request: Request) -> bool:
+    """Whether the client asks for a WebSocket version other than 13 (answer 426)."""
+    return request.headers.get_all("Sec-WebSocket-Version") != ["13"]
+
+
+def remote_address(peername: Any) -> tuple[str, int] | None:
+    """``(host, port)`` of a socket's peer; an IPv4-mapped IPv6 host as plain IPv4.
+
+    A dual-stack listening socket reports IPv4 clients as ``::ffff:a.b.c.d``;
+    limits per address and logs must see the same host either way.
+    """
+    if not isinstance(peername, tuple) or len(peername) < 2:
+        return None
+    host = str(peername[0])
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, int(peername[1])
+
+
+def handshake_of(request: Request, peer: tuple[str, int] | None) -> Handshake:
+    """The :class:`~wyre.Handshake` of a parsed upgrade request."""
+    path, _, query = request.path.partition("?")
+    return Handshake(
+        path=path, query_string=query, headers=request.headers.raw_items(), remote_address=peer
+    )
+
+
+def unreadable(exc: Exception) -> tuple[int, str]:
+    """The status and reason for a request the parser could not read.
+
+    websockets (from version 17) tells an over-long request line (414) and
+    oversized headers (431) apart; anything else is 400.
+    """
+    if isinstance(exc, InvalidMessage):
+        return 400, "not a valid HTTP request"
+    return (414 if type(exc).__name__ == "RequestLineTooLong" else 431), str(exc)
+
+
+def reason_of(response: Response) -> str:
+    """The text body of an HTTP response, stripped (the reason of a refusal)."""
+    return response.body.decode(errors="replace").strip() if response.body else ""
+
+
+def refusal(status: int, reason: str, headers: dict[str, str] | None = None) -> bytes:
+    """A complete HTTP error response with ``reason`` as its text body (the connection closes)."""
+    body = (reason.rstrip("\n") + "\n").encode()
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        + "\r\n"
+    )
+    return head.encode() + body

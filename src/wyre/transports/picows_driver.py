@@ -659,9 +659,13 @@ def _connect_error(url: str, exc: BaseException, options: Options) -> ConnectErr
         status = int(exc.response.status)
         if status != 101:
             phrase = getattr(exc.response.status, "phrase", "")
+            body = exc.raw_body or b""
+            reason = body.decode(errors="replace").strip()
+            detail = f"the server answered HTTP {status} {phrase}".rstrip()
             return ConnectError(
-                f"cannot connect to {url}: the server answered HTTP {status} {phrase}".rstrip(),
+                f"cannot connect to {url}: {detail}" + (f": {reason}" if reason else ""),
                 status=status,
+                reason=reason,
             )
     if isinstance(exc, TimeoutError):
         return ConnectError(
@@ -743,5 +747,9 @@ class PicowsDriver:
             if not isinstance(exc, Exception):
                 raise
             raise _connect_error(url, exc, options) from exc
-        assert isinstance(listener, PicowsTransport) and listener._receiver is not None
+        if not isinstance(listener, PicowsTransport) or listener._receiver is None:
+            # The socket went down as the handshake ended (picows then gives no listener).
+            for transport in made:
+                transport.abort()
+            raise ConnectError(f"cannot connect to {url}: connection lost in handshake")
         return listener._receiver

@@ -81,13 +81,15 @@ async def test_a_certificate_from_another_authority_is_refused(
     server_context: ssl.SSLContext, server_transport: str, client_transport: str
 ) -> None:
     need_transport(client_transport)
-    async with tls_server(server_transport, server_context) as server:
-        async with wyre.Client(transport=client_transport, open_timeout=seconds(5)) as client:
-            with pytest.raises(wyre.ConnectError):
-                await client.connect(f"wss://localhost:{server.port}", ssl=trusting(trustme.CA()))
-            with pytest.raises(wyre.ConnectError):  # the system's trust store: not ours either
-                await client.connect(f"wss://localhost:{server.port}")
-            assert server.connections == {}
+    async with (
+        tls_server(server_transport, server_context) as server,
+        wyre.Client(transport=client_transport, open_timeout=seconds(5)) as client,
+    ):
+        with pytest.raises(wyre.ConnectError):
+            await client.connect(f"wss://localhost:{server.port}", ssl=trusting(trustme.CA()))
+        with pytest.raises(wyre.ConnectError):  # the system's trust store: not ours either
+            await client.connect(f"wss://localhost:{server.port}")
+        assert server.connections == {}
 
 
 @pytest.mark.parametrize("transport", SOCKET_TRANSPORTS)

@@ -60,6 +60,21 @@ async def test_readme_callback_example(transport: str) -> None:
     assert printed[2].startswith("reply: {'text': 'liftoff'")
 
 
+def readme_block(marker: str) -> str:
+    """The README's Python example that contains ``marker``."""
+    (block,) = [b for b in python_blocks(ROOT / "README.md") if marker in b]
+    return block
+
+
+def test_readme_authentication_example_runs() -> None:
+    output = run_script(readme_block("authenticate=authenticate"))
+    assert output.splitlines() == ["whoami: ada", "refused: 401 unknown token"]
+
+
+def test_readme_tls_example_runs() -> None:
+    assert run_script(readme_block("ssl=server_context")).splitlines() == ["over TLS: True"]
+
+
 def test_demo_shows_every_feature() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py")],

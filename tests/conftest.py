@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,3 +114,38 @@ async def link(request: pytest.FixtureRequest, pair: Any) -> Link:
     if request.param == "client->server":
         return Link(client, server, client_conn, server_conn, server, client, request.param)
     return Link(server, client, server_conn, client_conn, server, client, request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Redis for the cluster tests: ``WYRE_TEST_REDIS_URL``, or a private redis-server."""
+    from .redis_server import EXTERNAL_URL, RedisServer, missing
+
+    if importlib.util.find_spec("redis") is None:
+        missing("redis-py is not installed")
+    if EXTERNAL_URL:
+        yield EXTERNAL_URL
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Any) -> Any:
+    """A private redis-server this test may stop and start again (same port, empty)."""
+    from .redis_server import EXTERNAL_URL, RedisServer, missing
+
+    if importlib.util.find_spec("redis") is None:
+        missing("redis-py is not installed")
+    if EXTERNAL_URL and not shutil.which("redis-server"):
+        pytest.skip("WYRE_TEST_REDIS_URL is set and there is no redis-server to restart")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -7,17 +7,20 @@ The wire format is the original wyre's (``docs/protocol.md``), so JavaScript
 wyre peers interoperate.
 """
 
+from .backplane.redis import RedisBackplane
 from .client import Client
 from .config import Options
 from .connection import Connection
 from .context import Context
 from .exceptions import (
+    BackplaneError,
     CodecError,
     ConnectError,
     ConnectionClosed,
     HandshakeRefused,
     LimitExceeded,
     LocalProtocolError,
+    NoSuchConnection,
     ProtocolError,
     Reject,
     RemoteProtocolError,
@@ -26,6 +29,7 @@ from .exceptions import (
     WyreError,
 )
 from .handshake import Handshake
+from .peer import Peer
 from .protocol import Codec, Direction
 from .request import Delivery, Request
 from .server import Server
@@ -33,6 +37,7 @@ from .server import Server
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackplaneError",
     "Client",
     "Codec",
     "CodecError",
@@ -46,8 +51,11 @@ __all__ = [
     "HandshakeRefused",
     "LimitExceeded",
     "LocalProtocolError",
+    "NoSuchConnection",
     "Options",
+    "Peer",
     "ProtocolError",
+    "RedisBackplane",
     "Reject",
     "RemoteProtocolError",
     "Request",

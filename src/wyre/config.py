@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .protocol import Codec, default_codec, json_codec, orjson_codec
 
 if TYPE_CHECKING:
+    from .backplane import Backplane
     from .handshake import Handshake
     from .transport import Driver
 
@@ -142,6 +143,10 @@ class Options:
     """Server: most connections open (or being admitted) at once; past it, 503."""
     max_connections_per_ip: int | None = None
     """Server: most connections from one remote address; past it, 503."""
+    backplane: str | Backplane | None = None
+    """Server: join a cluster of servers through this engine: a ``redis://`` URL
+    or a :class:`~wyre.RedisBackplane`. Groups, broadcast, :meth:`~wyre.Server.peer`
+    and presence then span every node. None: this process alone."""
 
     def __post_init__(self) -> None:
         if isinstance(self.transport, str) and self.transport not in ("websockets", "picows"):
@@ -179,6 +184,10 @@ class Options:
             isinstance(p, str) for p in self.subprotocols
         ):
             raise TypeError("subprotocols must be a sequence of strings")
+        if isinstance(self.backplane, str) and not self.backplane.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(f"unknown backplane {self.backplane!r}: use a redis:// URL")
         if self.authenticate is not None and not callable(self.authenticate):
             raise TypeError("authenticate must be a function of a wyre.Handshake")
         if self.origins is not None:

@@ -66,6 +66,7 @@ from .transport import TransportClosing
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
+    from .hub import Hub
     from .transport import Transport
 
 __all__ = ["Connection"]
@@ -143,6 +144,7 @@ class Connection:
         "_find_request",
         "_flow",
         "_greeting",
+        "_groups",
         "_held",
         "_log",
         "_loop",
@@ -183,6 +185,7 @@ class Connection:
         self._state: dict[str, Any] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._partials_held = 0  # requests whose unread partials stop reading
+        self._groups: set[str] | None = None
         self._sends = 0  # plain sends completed without suspending, since the last yield
         options = endpoint.options
         self._request_timeout = options.request_timeout
@@ -218,6 +221,49 @@ class Connection:
     def closed(self) -> bool:
         """Whether the socket is closed; sends and requests then fail."""
         return self.close_code is not None
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """The groups this connection is a member of (on a server)."""
+        return frozenset(self._groups) if self._groups else frozenset()
+
+    async def join(self, name: str) -> None:
+        """Make this connection a member of group ``name`` (idempotent); see ``broadcast``.
+
+        Membership ends with the connection. With a backplane it is
+        recorded cluster-wide (during an outage, once the backplane is back).
+
+        Raises:
+            RuntimeError: a client's connection (groups are a server's).
+            ConnectionClosed: the connection is closed.
+        """
+        await self._hub().join(self, name)
+
+    async def leave(self, name: str) -> None:
+        """Leave group ``name`` (idempotent)."""
+        await self._hub().leave(self, name)
+
+    def send_encoded(self, frame: str | bytes, binary: bool = False) -> None:
+        """Write a MESSAGE frame that is already encoded (a broadcast encodes once for all).
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        self._write(frame, binary, False)
+
+    def _hub(self) -> Hub:
+        hub = self.endpoint.hub
+        if hub is None:
+            raise RuntimeError("groups belong to a server's connections")
+        return hub
+
+    def _joined(self, name: str, member: bool) -> None:
+        if member:
+            if self._groups is None:
+                self._groups = set()
+            self._groups.add(name)
+        elif self._groups is not None:
+            self._groups.discard(name)
 
     @property
     def remote_host(self) -> str | None:

@@ -20,6 +20,7 @@ from .reporting import Log, Reporter
 from .routing import Router
 
 if TYPE_CHECKING:
+    from .hub import Hub
     from .transport import Transport
 
 __all__ = ["Endpoint"]
@@ -45,6 +46,8 @@ class Endpoint:
         self.connections: dict[str, Connection] = {}
         """The open connections, by id."""
         self._refusing: tuple[int, str] | None = None  # (code, reason) while shutting down
+        self.hub: Hub | None = None
+        """A server's groups and cluster (:mod:`wyre.hub`); None on a client."""
 
     # -- registration ------------------------------------------------------
 

@@ -10,6 +10,8 @@
     ├── RequestError            the peer answered a request with an ERROR reply (.context)
     ├── RequestTimeout          no reply within the timeout; also a TimeoutError
     ├── LimitExceeded           a configured limit refused the operation; also a RuntimeError
+    ├── NoSuchConnection        server.peer(id): no live node holds that connection; a LookupError
+    ├── BackplaneError          the cluster's backplane (Redis) is unreachable; a ConnectionError
     └── ProtocolError           a frame or a call broke the protocol (.preview)
         ├── LocalProtocolError  this side misused the API (e.g. a message that is not an object)
         ├── RemoteProtocolError the peer sent something that cannot be handled
@@ -31,12 +33,14 @@ if TYPE_CHECKING:
     from .handshake import Handshake
 
 __all__ = [
+    "BackplaneError",
     "CodecError",
     "ConnectError",
     "ConnectionClosed",
     "HandshakeRefused",
     "LimitExceeded",
     "LocalProtocolError",
+    "NoSuchConnection",
     "ProtocolError",
     "Reject",
     "RemoteProtocolError",
@@ -186,6 +190,27 @@ class LimitExceeded(WyreError, RuntimeError):
     """A configured limit refused the operation (e.g. too many pending requests).
 
     Nothing was sent; the connection is still usable.
+    """
+
+
+class NoSuchConnection(WyreError, LookupError):
+    """No live node holds a connection with this id (:meth:`wyre.Server.peer`).
+
+    Raised promptly (one look-up), not after a timeout: the connection
+    closed, never existed, or lived on a node that died.
+    """
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"no live connection with id {connection_id!r}")
+        self.connection_id = connection_id
+
+
+class BackplaneError(WyreError, ConnectionError):
+    """The cluster's backplane cannot be reached; cluster-wide operations fail fast with it.
+
+    Local traffic is not affected. The server reconnects by itself (with
+    backoff) and re-announces its connections and groups once the backplane
+    is back.
     """
 
 

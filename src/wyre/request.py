@@ -17,27 +17,57 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .exceptions import RequestTimeout
 from .protocol.pending import Pending
 
 if TYPE_CHECKING:
-    from .connection import Connection
     from .context import Context
+    from .endpoint import Endpoint
+    from .reporting import Log
 
-__all__ = ["Callback", "Delivery", "Request"]
+__all__ = ["Callback", "Delivery", "Owner", "Request"]
 
 Callback = Callable[..., Any]
 """A node-style callback: ``cb(err)``, ``cb(None, value)``, ``cb(None, None, partial)``."""
 
 
-def call_back(callback: Callback, connection: Connection, *args: Any) -> None:
+class Owner(Protocol):
+    """What settles a :class:`Delivery`: a :class:`~wyre.Connection`, or a cluster's hub.
+
+    A request to a connection on another node (:meth:`wyre.Server.peer`)
+    is the same :class:`Request`, owned by the server's hub instead.
+    """
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop its futures belong to."""
+
+    @property
+    def _log(self) -> Log:
+        """Where a failed delivery is logged (at debug level)."""
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The Server or Client it belongs to (its options and reporter)."""
+
+    def _abandon(self, pending: Pending) -> None:
+        """The application gave up on ``pending``: forget it and tell the peer."""
+
+    def _hold_partials(self, on: bool) -> None:
+        """A request's unread partials hold (or release) reading from the peer."""
+
+
+def call_back(callback: Callback, owner: Owner, *args: Any) -> None:
     """Call an application's callback; what it raises is reported, never propagated."""
     try:
         callback(*args)
     except Exception as exc:
-        connection.endpoint.reporter.report(exc, connection=connection, raised_by=callback)
+        from .connection import Connection  # at call time: connection imports this module
+
+        connection = owner if isinstance(owner, Connection) else None
+        owner.endpoint.reporter.report(exc, connection=connection, raised_by=callback)
 
 
 class Delivery(Pending):
@@ -50,7 +80,7 @@ class Delivery(Pending):
 
     __slots__ = ("_callback", "_connection", "_future", "_steps")
 
-    def __init__(self, connection: Connection, callback: Callback | None) -> None:
+    def __init__(self, connection: Owner, callback: Callback | None) -> None:
         # Pending's fields, set here rather than through super(): one call less per request.
         self.key: Any = None
         self.type: Any = None
@@ -148,7 +178,7 @@ class Request(Delivery):
 
     __slots__ = ("_holding", "_limit", "_partials", "_readers", "_waiters", "dropped_partials")
 
-    def __init__(self, connection: Connection, callback: Callback | None) -> None:
+    def __init__(self, connection: Owner, callback: Callback | None) -> None:
         super().__init__(connection, callback)
         self._partials: deque[Context] = deque()
         self._waiters: list[asyncio.Future[None]] | None = None

@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any
 from .admission import Admission
 from .connection import Connection
 from .endpoint import Endpoint
+from .hub import Hub
+from .peer import Peer
 from .transport import Listener
 from .transports import driver
 
 if TYPE_CHECKING:
     import ssl as ssl_module
 
+    from .backplane import Backplane
     from .transport import Transport
 
 __all__ = ["Server"]
@@ -47,6 +50,7 @@ class Server(Endpoint):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.admission = Admission(self.options, self.reporter)
+        self.hub: Hub = Hub(self, _backplane(self.options.backplane))
         self._listener: Listener | None = None
         self._port: int | None = None
         self._closed: asyncio.Event | None = None
@@ -101,6 +105,7 @@ class Server(Endpoint):
             raise ValueError(f"invalid port {port!r}: expected an int from 0 to 65535")
         if self._listener is not None:
             raise RuntimeError("this server is already listening")
+        await self.hub.start()  # BackplaneError: the cluster cannot be joined
         self._listener = await driver(self.options.transport).listen(
             self.options, self.attach, host=host, port=port, ssl=ssl, gate=self.admission
         )
@@ -111,11 +116,68 @@ class Server(Endpoint):
     def attach(self, transport: Transport) -> Connection:
         connection = super().attach(transport)
         self.admission.opened(connection)
+        if connection.close_code is None:
+            self.hub.opened(connection)
         return connection
 
     def detach(self, connection: Connection) -> None:
         self.admission.closed(connection)
+        self.hub.closed(connection)
         super().detach(connection)
+
+    # -- groups and the cluster ----------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        """This server's id in the cluster: unique per running server (new at each listen)."""
+        return self.hub.node_id
+
+    async def broadcast(self, message: Any, group: str | None = None, exclude: Any = None) -> None:
+        """Send ``message`` (a dict) as a MESSAGE to every connection of ``group``.
+
+        ``group=None`` reaches every connection. With a backplane it reaches
+        every node's connections, at most once (pub/sub: see
+        ``docs/cluster.md``). ``exclude`` is a connection, an id, or an
+        iterable of them (e.g. the sender). It is encoded once and written
+        to each member without waiting: a member far behind on reading
+        misses it, and one that stops reading is dropped after
+        ``write_timeout``.
+
+        Raises:
+            TypeError: ``message`` is not a dict.
+            CodecError: it cannot be encoded.
+            BackplaneError: the backplane is unreachable (this node's members
+                got it; the others did not).
+            LimitExceeded: too big for the backplane.
+        """
+        await self.hub.broadcast(message, group, exclude)
+
+    def peer(self, connection_id: str) -> Peer:
+        """The :class:`~wyre.Peer` of a connection on any node (no I/O to make one).
+
+        A connection of this server is reached directly; one on another node
+        through the backplane. Its methods raise
+        :class:`~wyre.NoSuchConnection` when no live node holds the id.
+        """
+        if not isinstance(connection_id, str):
+            raise TypeError("a connection id is a str")
+        return Peer(self, connection_id)
+
+    async def presence(self, group: str | None = None) -> dict[str, str]:
+        """``{connection id: node id}`` for every connection (of ``group``), cluster-wide.
+
+        Raises:
+            BackplaneError: the backplane is unreachable.
+        """
+        return await self.hub.presence(group)
+
+    async def nodes(self) -> list[str]:
+        """The ids of the live nodes of the cluster (just this one without a backplane).
+
+        Raises:
+            BackplaneError: the backplane is unreachable.
+        """
+        return await self.hub.nodes()
 
     async def serve_forever(self) -> None:
         """Wait until the server is closed (asyncio's convention); listen() first.
@@ -175,8 +237,18 @@ class Server(Endpoint):
             except TimeoutError:
                 self.reporter.log.log(logging.WARNING, "connections did not finish closing in time")
             self._listener = None
+        await self.hub.stop()
         await self._settle_tasks(self.options.close_timeout)
         self._refusing = None
         self.admission.closing = False
         if self._closed is not None:
             self._closed.set()
+
+
+def _backplane(option: str | Backplane | None) -> Backplane | None:
+    """The backplane an option names: a ``redis://`` URL or a Backplane object."""
+    if option is None or not isinstance(option, str):
+        return option
+    from .backplane.redis import RedisBackplane  # the redis extra, needed only here
+
+    return RedisBackplane(option)

@@ -226,6 +226,11 @@ async def test_a_message_too_big_for_the_backplane_fails_where_it_is_sent(
             await a.server.broadcast({"type": "big", "blob": "x" * 10_000})
         with pytest.raises(wyre.LimitExceeded):
             await a.server.peer(b.remote(0).id).request({"type": "echo", "text": "x" * 10_000})
+        b.client.on("request", "big", lambda ctx: {"blob": "x" * 10_000})
+        with pytest.raises(wyre.LimitExceeded):  # an answer too big fails as fast
+            await asyncio.wait_for(
+                a.server.peer(b.remote(0).id).request({"type": "big"}), seconds(5)
+            )
         echo = await a.server.peer(b.remote(0).id).request({"type": "echo", "text": "small"})
         assert echo.message["echo"] == "small"
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -375,15 +374,23 @@ class Hub:
 
     def _notify(self, node: str, kind: Kind, *, call: str, extras: dict[str, Any] | None = None,
                 payload: bytes = b"") -> None:  # fmt: skip
-        """Publish without waiting (answers, cancellations); a failure is only logged."""
-        envelope = Envelope(kind, self.node_id, "-", call, extras or {}, payload)
-        self.server.spawn(self._quietly(node, envelope))
+        """Send an answer (or a cancellation) without waiting; it keeps its place in line.
 
-    async def _quietly(self, node: str, envelope: Envelope) -> None:
+        An answer too big for the backplane goes as a FAILED ``limit``
+        instead, so that the caller learns of it before its timeout.
+        """
+        backplane = self.backplane
+        if backplane is None or not backplane.available:
+            return  # the caller's node fails its calls for the outage itself
         try:
-            await self._publish(node, envelope)
-        except (BackplaneError, LimitExceeded) as exc:
-            self._log.log(logging.DEBUG, "could not answer node %s: %s", node, exc)
+            data = encode(Envelope(kind, self.node_id, "-", call, extras or {}, payload),
+                          backplane.max_envelope_size)  # fmt: skip
+        except LimitExceeded as exc:
+            failed = Envelope(
+                Kind.FAILED, self.node_id, "-", call, {"why": "limit", "text": str(exc)}
+            )
+            data = encode(failed, backplane.max_envelope_size)
+        backplane.publish(node, data).add_done_callback(_quiet)
 
     async def _route(
         self, call_id: str, target: str, kind: Kind, payload: bytes, extras: dict[str, Any]
@@ -500,7 +507,7 @@ class Hub:
             return
         if envelope.kind is Kind.SEND and call == "-":
             with contextlib.suppress(ConnectionClosed):
-                connection.send_encoded(envelope.payload.decode())
+                connection.send_encoded(envelope.payload)
             return
         key = (source, call)
         task = self.server.spawn(self._run(connection, envelope))
@@ -540,6 +547,12 @@ class Hub:
         except (WyreError, TypeError, ValueError) as exc:
             why = "limit" if isinstance(exc, LimitExceeded) else "error"
             self._notify(source, Kind.FAILED, call=call, extras={"why": why, "text": str(exc)})
+
+
+def _quiet(sent: asyncio.Future[None]) -> None:
+    """An answer that could not be published: the caller's node sees the outage itself."""
+    if not sent.cancelled():
+        sent.exception()
 
 
 _ANSWERS = frozenset({Kind.PARTIAL, Kind.REPLY, Kind.ERROR, Kind.DONE, Kind.FAILED})

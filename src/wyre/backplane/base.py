@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
@@ -43,8 +44,13 @@ class Backplane(Protocol):
     async def stop(self) -> None:
         """Remove this node's records and disconnect (bounded)."""
 
-    async def publish(self, node: str | None, data: bytes) -> None:
-        """Send an envelope to one node (None: every node's broadcast channel)."""
+    def publish(self, node: str | None, data: bytes) -> asyncio.Future[None]:
+        """Send an envelope to one node (None: every node's broadcast channel).
+
+        Queued at once, so envelopes go out in the order of the calls (a
+        request's partials before its reply); the future says when it went,
+        or fails with BackplaneError.
+        """
 
     async def locate(self, connection_id: str) -> str | None:
         """The live node holding a connection, or None."""

@@ -133,6 +133,8 @@ class RedisBackplane:
         self._beater: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._out: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._ops: list[tuple[tuple[Any, ...], asyncio.Future[None] | None]] = []
         self._ping_sent: str | None = None
         self._ping_heard: str | None = None
@@ -165,6 +167,12 @@ class RedisBackplane:
             if task is not None:
                 task.cancel()
         self._beater = self._reconnecting = self._reader = None
+        if self._publisher is not None:  # the last answers and close announcements go out
+            try:
+                async with asyncio.timeout(max(1.0, self.heartbeat)):
+                    await asyncio.shield(self._publisher)
+            except Exception as exc:
+                log.debug("could not publish the last envelopes: %s", exc)
         if self._available and self._hub is not None:
             node = self._hub.node_id
             try:
@@ -181,9 +189,43 @@ class RedisBackplane:
         self._available = False
         await self._disconnect()
 
-    async def publish(self, node: str | None, data: bytes) -> None:
+    def publish(self, node: str | None, data: bytes) -> asyncio.Future[None]:
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._available:
+            sent.set_exception(BackplaneError(f"the backplane at {self.url} is unreachable"))
+            return sent
         channel = f"{self.prefix}:all" if node is None else self._key("ch", node)
-        await self._call(self._checked().publish(channel, data))
+        self._out.append((channel, data, sent))
+        if self._publisher is None:
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_queued())
+        return sent
+
+    async def _publish_queued(self) -> None:
+        """Publish in call order, each burst in one round trip (one pipeline)."""
+        try:
+            while self._out:
+                batch, self._out = self._out, []
+                pipe = self._redis.pipeline(transaction=False)
+                for channel, data, _ in batch:
+                    pipe.publish(channel, data)
+                try:
+                    await pipe.execute()
+                except BaseException as exc:
+                    error = BackplaneError(f"the backplane at {self.url} is unreachable: {exc}")
+                    for _, _, sent in batch + self._out:
+                        if not sent.done():
+                            sent.set_exception(error)
+                    self._out.clear()
+                    if isinstance(exc, self._outages):
+                        self._publisher = None
+                        self._lost(exc)
+                        return
+                    raise
+                for _, _, sent in batch:
+                    if not sent.done():
+                        sent.set_result(None)
+        finally:
+            self._publisher = None
 
     async def locate(self, connection_id: str) -> str | None:
         found = await self._call(
@@ -280,11 +322,15 @@ class RedisBackplane:
             if op[1] is not None and not op[1].done():
                 op[1].set_result(None)  # re-announced when it is back
         self._ops.clear()
+        for _, _, sent in self._out:
+            if not sent.done():
+                sent.set_exception(error)
+        self._out.clear()
         current = asyncio.current_task()
-        for task in (self._reader, self._beater, self._flusher):
+        for task in (self._reader, self._beater, self._flusher, self._publisher):
             if task is not None and task is not current:
                 task.cancel()
-        self._reader = self._beater = self._flusher = None
+        self._reader = self._beater = self._flusher = self._publisher = None
         if self._hub is not None:
             self._hub.backplane_lost(error)
         self._reconnecting = loop.create_task(self._reconnect())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -73,6 +74,23 @@ def test_readme_authentication_example_runs() -> None:
 
 def test_readme_tls_example_runs() -> None:
     assert run_script(readme_block("ssl=server_context")).splitlines() == ["over TLS: True"]
+
+
+def test_readme_cluster_example_runs(redis_url: str) -> None:
+    code = readme_block("backplane=REDIS")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=seconds(30),
+        env={**os.environ, "REDIS_URL": redis_url},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "bob got: hello, lobby",
+        "bob confirmed: True",
+        "nodes: 2 in the lobby: 1",
+    ]
 
 
 def test_demo_shows_every_feature() -> None:

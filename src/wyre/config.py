@@ -143,6 +143,10 @@ class Options:
     """Server: most connections open (or being admitted) at once; past it, 503."""
     max_connections_per_ip: int | None = None
     """Server: most connections from one remote address; past it, 503."""
+    reuse_port: bool = False
+    """Server: listen with ``SO_REUSEPORT``, so that several processes share one port
+    and the kernel spreads connections over them (what ``wyre serve --workers``
+    does). Linux, BSD and macOS only."""
     backplane: str | Backplane | None = None
     """Server: join a cluster of servers through this engine: a ``redis://`` URL
     or a :class:`~wyre.RedisBackplane`. Groups, broadcast, :meth:`~wyre.Server.peer`

@@ -90,6 +90,10 @@ class Hub:
         self._serving: dict[tuple[str, str], asyncio.Task[None]] = {}  # (caller node, call id)
         self._log = server.reporter.log
         self.started = False
+        self.workers = 1
+        """How many processes serve this server's port (``wyre serve --workers``).
+        Above 1 without a backplane, cluster-wide calls raise instead of
+        quietly reaching one process's connections."""
 
     # -- the Owner of remote requests --------------------------------------------
 
@@ -197,6 +201,7 @@ class Hub:
         """
         if group is not None:
             _check_group(group)
+        self._check_alone("broadcast()")
         excluded = _ids(exclude)
         frame = self._encode(message)
         written = self.deliver(frame, group, excluded)
@@ -244,7 +249,12 @@ class Hub:
         """A request to a connection on another node (see the module docstring)."""
         request = Request(self, callback)
         if self.backplane is None:  # one process: it would be in server.connections
-            request._fail(NoSuchConnection(peer.id))
+            try:
+                self._check_alone("peer()")
+            except BackplaneError as exc:
+                request._fail(exc)
+            else:
+                request._fail(NoSuchConnection(peer.id))
             return request
         call_id = request.key = new_key()
         request.type = self.server.envelope.get_type(message) if isinstance(message, dict) else None
@@ -279,6 +289,7 @@ class Hub:
         """``{connection id: node id}`` of every connection (of ``group``), cluster-wide."""
         if group is not None:
             _check_group(group)
+        self._check_alone("presence()")
         if self.backplane is None:
             ids = self.server.connections if group is None else self._groups.get(group, {})
             return dict.fromkeys(ids, self.node_id)
@@ -286,6 +297,7 @@ class Hub:
 
     async def nodes(self) -> list[str]:
         """The ids of the live nodes (this one alone without a backplane)."""
+        self._check_alone("nodes()")
         if self.backplane is None:
             return [self.node_id]
         return await self.backplane.nodes()
@@ -345,6 +357,15 @@ class Hub:
         return {call.node for call in self._calls.values() if call.node is not None}
 
     # -- inside -----------------------------------------------------------------------
+
+    def _check_alone(self, what: str) -> None:
+        """Refuse a cluster-wide call that would quietly cover one process of several."""
+        if self.backplane is None and self.workers > 1:
+            raise BackplaneError(
+                f"{what} needs a backplane: {self.workers} worker processes share this port, "
+                "and without one it would reach only this process's connections "
+                "(wyre serve --backplane redis://...)"
+            )
 
     def _encode(self, message: Any) -> str | bytes:
         """A MESSAGE frame as the server's codec makes it."""

@@ -8,6 +8,7 @@ from .exceptions import NoSuchConnection
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .hub import Hub
     from .request import Callback, Request
     from .server import Server
 
@@ -107,9 +108,10 @@ class Peer:
         hub = self._hub()
         await hub.close(self, code, reason, self._server.options.close_timeout)
 
-    def _hub(self) -> Any:
+    def _hub(self) -> Hub:
         hub = self._server.hub
         if hub.backplane is None:
+            hub._check_alone("peer()")
             raise NoSuchConnection(self.id)
         return hub
 

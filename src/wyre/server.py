@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from .connection import Connection
 from .endpoint import Endpoint
 from .hub import Hub
 from .peer import Peer
+from .reporting import Log
 from .transport import Listener
 from .transports import driver
 
@@ -54,6 +56,30 @@ class Server(Endpoint):
         self._listener: Listener | None = None
         self._port: int | None = None
         self._closed: asyncio.Event | None = None
+
+    def configure(self, **changes: Any) -> None:
+        """Change options after construction, before listening.
+
+        For launchers that get a ready-made Server and apply their own flags
+        (``wyre serve --transport picows --backplane redis://...``). The
+        changes are validated like constructor options.
+
+        Raises:
+            RuntimeError: the server is listening or has connections.
+            TypeError, ValueError: an unknown or invalid option.
+        """
+        if self._listener is not None or self.connections:
+            raise RuntimeError("configure() a server before it listens")
+        self.options = dataclasses.replace(self.options, **changes)
+        self.logger = self.options.logger
+        self.reporter.log = Log(self.logger, self.options.level)
+        if "codec" in changes:
+            self.envelope = dataclasses.replace(self.envelope, codec=self.options.make_codec())
+        self.admission = Admission(self.options, self.reporter)
+        if "backplane" in changes:
+            workers = self.hub.workers
+            self.hub = Hub(self, _backplane(self.options.backplane))
+            self.hub.workers = workers
 
     @property
     def port(self) -> int:

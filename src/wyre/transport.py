@@ -252,16 +252,29 @@ class Driver(Protocol):
         """
 
 
-def bind_socket(host: str | None, port: int) -> socket.socket | None:
+def bind_socket(host: str | None, port: int, reuse_port: bool = False) -> socket.socket | None:
     """A listening socket for ``host:port``, or None to let the driver bind ``host``.
 
     With no host, one socket serves every address on one port: IPv6 with
     IPv4-mapped addresses where the system has IPv6, else IPv4 only. (Binding
     each address family separately would give each its own port when
-    ``port`` is 0.)
+    ``port`` is 0.) With ``reuse_port`` the socket is always made here, with
+    ``SO_REUSEPORT``, so that several processes can listen on one port and
+    the kernel spreads connections over them.
+
+    Raises:
+        OSError: the address cannot be bound, or ``SO_REUSEPORT`` does not
+            exist on this system.
     """
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise OSError("SO_REUSEPORT is not available on this system (it is on Linux, BSD, macOS)")
     if host is not None:
-        return None
+        if not reuse_port:
+            return None
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return _listening(socket.socket(family, kind, proto), address, reuse_port)
     if socket.has_ipv6:
         try:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -269,19 +282,26 @@ def bind_socket(host: str | None, port: int) -> socket.socket | None:
             pass
         else:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                sock.bind(("::", port))
             except OSError:
                 sock.close()
             else:
-                sock.listen(socket.SOMAXCONN)
-                sock.setblocking(False)
-                return sock
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    return _listening(sock, ("::", port), reuse_port)
+                except OSError:
+                    pass  # no IPv6 here after all (_listening closed it)
+    return _listening(
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", port), reuse_port
+    )
+
+
+def _listening(sock: socket.socket, address: Any, reuse_port: bool) -> socket.socket:
+    """Bind and listen; close the socket when that fails."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
         sock.listen(socket.SOMAXCONN)
     except OSError:
         sock.close()

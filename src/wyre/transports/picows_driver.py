@@ -692,7 +692,7 @@ class PicowsDriver:
         listener = PicowsListener(options, on_open, gate)
         loop = asyncio.get_running_loop()
         tls_timeout = options.open_timeout if ssl is not None else None
-        sock = bind_socket(host, port)
+        sock = bind_socket(host, port, options.reuse_port)
         try:
             if sock is None:
                 server = await loop.create_server(

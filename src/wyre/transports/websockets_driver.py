@@ -729,7 +729,7 @@ class WebsocketsDriver:
         loop = asyncio.get_running_loop()
         listener = _Listener(options, on_open, gate)
         tls_timeout = options.open_timeout if ssl is not None else None
-        sock = bind_socket(host, port)
+        sock = bind_socket(host, port, options.reuse_port)
         if sock is None:
             server = await loop.create_server(
                 listener.make, host, port, ssl=ssl, ssl_handshake_timeout=tls_timeout

@@ -30,3 +30,15 @@ def test_tiny_benchmark_runs_every_system() -> None:
     for system in ("websockets", "picows", "picows-keepalive", "socketio", "wyre", "wyre-fast"):
         assert f"| {system} |" in report, report
     assert "unavailable" not in report
+
+
+@pytest.mark.timeout(120)
+def test_the_multi_core_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH.parent / "workers.py"), "--tiny"],
+        capture_output=True,
+        text=True,
+        timeout=seconds(110),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--workers 2:" in result.stdout and "ratio" in result.stdout

@@ -664,26 +664,27 @@ export class Connection {
         return;
       }
       ws.binaryType = "arraybuffer";
-      let detail = "";
-      const timer =
-        openTimeout === null || openTimeout === Infinity
-          ? undefined
-          : setTimeout(() => {
-              ws.onopen = ws.onclose = ws.onerror = null;
-              try {
-                ws.close();
-              } catch {
-                // not open yet: nothing to close
-              }
-              reject(new ConnectError(`cannot connect to ${this.url}: timed out`));
-            }, openTimeout);
+      let timer;
+      // Some WebSockets (undici before Node.js 22) report a failed handshake
+      // with an error event and no close event: either one ends the attempt.
+      const fail = (why) => {
+        clearTimeout(timer);
+        ws.onopen = ws.onclose = ws.onerror = null;
+        try {
+          ws.close();
+        } catch {
+          // not open: nothing to close
+        }
+        reject(new ConnectError(`cannot connect to ${this.url}: ${why}`));
+      };
+      if (openTimeout !== null && openTimeout !== Infinity) {
+        timer = setTimeout(() => fail("timed out"), openTimeout);
+      }
       ws.onerror = (event) => {
-        detail = (event && (event.message || (event.error && event.error.message))) || "";
+        fail((event && (event.message || (event.error && event.error.message))) || "failed");
       };
       ws.onclose = (event) => {
-        clearTimeout(timer);
-        const why = detail || `closed with ${event.code}${event.reason ? ` ${event.reason}` : ""}`;
-        reject(new ConnectError(`cannot connect to ${this.url}: ${why}`));
+        fail(`closed with ${event.code}${event.reason ? ` ${event.reason}` : ""}`);
       };
       ws.onopen = () => {
         clearTimeout(timer);

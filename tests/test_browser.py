@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ ASYNC = pytest.mark.asyncio(loop_scope="module")
 """Every test shares the module's event loop, where the one Chromium runs."""
 
 SCENARIOS = Path(__file__).resolve().parent / "js" / "scenarios.mjs"
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "browser.py"
 NODE_RUNNER = Path(__file__).resolve().parent / "js" / "run.mjs"
 REQUIRE_BROWSER = os.environ.get("WYRE_REQUIRE_BROWSER") == "1"
 REQUIRE_NODE = os.environ.get("WYRE_REQUIRE_NODE") == "1"
@@ -553,3 +555,26 @@ def test_client_script_ships_with_its_declarations() -> None:
         assert f"class {name}" in declarations
     with pytest.raises(ValueError):
         wyre.Server(client_script="wyre.js")
+
+
+@ASYNC
+async def test_the_browser_benchmark_runs(chromium: Chromium) -> None:
+    """``bench/browser.py`` at tiny sizes (nothing here asserts on speed)."""
+    await chromium.browser()  # skips (or fails) without Chromium
+    server = wyre.Server()
+    server.on("request", "echo", lambda ctx: ctx.message)
+    await server.listen(port=0, host="127.0.0.1")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(BENCH), url_of(server), "--warmup", "0.02", "--duration", "0.05",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), seconds(60))
+    finally:
+        await server.close()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    results = [json.loads(line) for line in out.decode().splitlines()]
+    assert {(r["client"], r["workload"]) for r in results} == {
+        (client, workload) for client in ("wyre.js", "bare") for workload in ("PIPE", "SEQ")
+    }
+    assert all(r["mismatches"] == 0 for r in results)

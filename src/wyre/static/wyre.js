@@ -136,6 +136,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const now = () => performance.now();
 const noop = () => {};
+const EMPTY = Object.freeze({});
 
 function directionOf(raw) {
   if (raw === undefined || raw === null) return "MESSAGE";
@@ -248,7 +249,7 @@ export class Request {
     this._promise = undefined;
     this._resolve = undefined;
     this._reject = undefined;
-    this._partials = [];
+    this._partials = null;
     this._wake = undefined;
     this._unlisten = undefined;
   }
@@ -281,7 +282,7 @@ export class Request {
         return this;
       },
       next() {
-        if (request._partials.length > 0) {
+        if (request._partials !== null && request._partials.length > 0) {
           return Promise.resolve({ value: request._partials.shift(), done: false });
         }
         if (request._done) {
@@ -325,6 +326,7 @@ export class Request {
       this._callback(null, null, context);
       return;
     }
+    if (this._partials === null) this._partials = [];
     const partials = this._partials;
     if (partials.length >= this.connection._client.options.maxBufferedPartials) {
       partials.shift();
@@ -584,18 +586,18 @@ export class Connection {
    * original's callback `cb(err, reply, partial)` may come last.
    */
   request(message, options, callback) {
-    [options, callback] = optionsAndCallback(options, callback);
-    const timeout = timeoutOf(options.timeout, this._options.requestTimeout);
-    const deadline = timeout === null ? null : now() + timeout;
-    const type = isObject(message) ? message.type : undefined;
-    const request = new Request(this, undefined, type, deadline, callback);
-    let failure;
+    if (typeof options === "function") [options, callback] = [EMPTY, options];
+    else if (options === undefined || options === null) options = EMPTY;
+    const timeout = options.timeout === undefined ? this._options.requestTimeout : options.timeout;
+    const deadline = timeout === null || timeout === Infinity ? null : now() + timeout;
+    const request = new Request(this, undefined, undefined, deadline, callback);
     try {
       checkMessage(message);
       const key = message.key === undefined || message.key === null ? newKey() : message.key;
       if (typeof key !== "string") throw new TypeError("a key must be a string");
       request.key = key;
-      if (this.pendingRequests >= this._options.maxPendingRequests) {
+      request.type = message.type;
+      if (this._requests.size + this._waiting.length >= this._options.maxPendingRequests) {
         throw new LimitExceeded(`${this._options.maxPendingRequests} requests already pending`);
       }
       if (this._requests.has(key)) throw new WyreError(`a request with key ${key} is pending`);
@@ -606,21 +608,26 @@ export class Connection {
         signal.addEventListener("abort", onAbort, { once: true });
         request._unlisten = () => signal.removeEventListener("abort", onAbort);
       }
-      const send = () => {
-        if (request._done) return;
-        const body = { ...message, key, direction: "REQUEST" };
-        this._write(this._encode(body), options.binary);
-        request._sent = true;
-        this._requests.set(key, request);
-        this._track(deadline);
-      };
-      if (this._state === "open") send();
-      else this._queue(deadline, send, (error) => request._settle(error), request);
+      if (this._state === "open") {
+        this._sendRequest(request, message, options.binary);
+      } else {
+        const send = () => {
+          if (!request._done) this._sendRequest(request, message, options.binary);
+        };
+        this._queue(deadline, send, (error) => request._settle(error), request);
+      }
     } catch (error) {
-      failure = error;
+      queueMicrotask(() => request._settle(error));
     }
-    if (failure !== undefined) queueMicrotask(() => request._settle(failure));
     return request;
+  }
+
+  _sendRequest(request, message, binary) {
+    const key = request.key;
+    this._write(this._encode({ ...message, key, direction: "REQUEST" }), binary);
+    request._sent = true;
+    this._requests.set(key, request);
+    if (request.deadline !== null && request.deadline < this._timerAt) this._track(request.deadline);
   }
 
   /** Close the connection (and stop reconnecting); resolves once it closed. */

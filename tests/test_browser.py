@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -578,3 +579,60 @@ async def test_the_browser_benchmark_runs(chromium: Chromium) -> None:
         (client, workload) for client in ("wyre.js", "bare") for workload in ("PIPE", "SEQ")
     }
     assert all(r["mismatches"] == 0 for r in results)
+
+
+def readme_browser_example() -> tuple[str, str]:
+    """The README's server (Python) and page (HTML) of its "In the browser" section."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("## In the browser", 1)[1].split("\n## ", 1)[0]
+    (python,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (html,) = re.findall(r"```html\n(.*?)```", section, re.S)
+    return python, html
+
+
+@ASYNC
+async def test_readme_browser_example_runs(chromium: Chromium) -> None:
+    browser = await chromium.browser()
+    python, html = readme_browser_example()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = python.replace("8765", str(port))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
+    context = await browser.new_context()
+    try:
+
+        async def listening() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        async with asyncio.timeout(seconds(20)):
+            while not await listening():
+                await asyncio.sleep(0.05)
+        page = await context.new_page()
+        page_html = html.replace("8765", str(port))
+        # the page's own origin, as `python -m http.server 8000` would serve it
+        await page.route(
+            "http://localhost:8000/",
+            lambda route: route.fulfill(body=page_html, content_type="text/html"),
+        )
+        await page.goto("http://localhost:8000/")
+        out = page.locator("#out")
+        await out.filter(has_text="error:").wait_for(timeout=seconds(20) * 1000)
+        lines = (await out.text_content() or "").strip().splitlines()
+    finally:
+        await context.close()
+        proc.terminate()
+        await proc.wait()
+    assert lines == [
+        "sum: 5",
+        "partial: 3",
+        "partial: 2",
+        "partial: 1",
+        "reply: liftoff",
+        "error: NoHandler",
+    ]

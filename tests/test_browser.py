@@ -636,3 +636,37 @@ async def test_readme_browser_example_runs(chromium: Chromium) -> None:
         "reply: liftoff",
         "error: NoHandler",
     ]
+
+
+@ASYNC
+async def test_sends_wait_while_the_socket_is_full(js: Runner) -> None:
+    release = asyncio.Event()
+    count = 0
+
+    async def slow_reader(ws: ServerConnection) -> None:
+        nonlocal count
+        await release.wait()  # read nothing at first: TCP pushes back
+        async for _ in ws:
+            count += 1
+
+    def process_request(conn: ServerConnection, request: Request) -> Response | None:
+        return client_script_response(request, "/wyre.js")
+
+    async with serve(
+        slow_reader,
+        "127.0.0.1",
+        0,
+        process_request=process_request,
+        select_subprotocol=lambda conn, offered: offered[0] if offered else None,
+        max_size=None,
+        max_queue=1,
+    ) as raw:
+        url = f"ws://127.0.0.1:{raw.sockets[0].getsockname()[1]}/"
+        task = asyncio.create_task(js.run("backpressure", url))
+        await asyncio.sleep(seconds(3))  # the scenario sees the buffer full meanwhile
+        release.set()
+        out = await task
+        await eventually(lambda: count == 400)
+    assert out["stalled"]["buffered"] > out["writeLimit"]
+    assert out["stalled"]["resolved"] < 400  # the sends past the limit waited
+    assert out["resolved"] == 400

@@ -285,3 +285,26 @@ export async function refused(wyre, url) {
     isWyreError: result.error instanceof wyre.WyreError,
   };
 }
+
+/** Sends above writeLimit wait until the socket drains; bufferedAmount says how much is queued. */
+export async function backpressure(wyre, url, { scale }) {
+  const writeLimit = 64 * 1024;
+  const client = new wyre.Client({ writeLimit });
+  const conn = await client.connect(url);
+  const big = "x".repeat(64 * 1024);
+  let resolved = 0;
+  const sends = [];
+  for (let i = 0; i < 400; i++) {
+    sends.push(conn.send({ type: "big", i, big }).then(() => resolved++));
+  }
+  // the server reads nothing yet: the buffer stays above the limit
+  const until = performance.now() + 2000 * scale;
+  while (conn.bufferedAmount <= writeLimit && performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const stalled = { buffered: conn.bufferedAmount, resolved };
+  await Promise.all(sends); // the server starts reading
+  const out = { stalled, writeLimit, resolved, after: conn.bufferedAmount };
+  await conn.close();
+  return out;
+}

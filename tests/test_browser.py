@@ -33,7 +33,7 @@ from websockets.http11 import Request, Response
 import wyre
 from wyre.transports.upgrade import client_script_response
 
-from .conftest import REQUIRE_ALL, TRANSPORTS, eventually, need_transport, seconds
+from .conftest import REQUIRE_ALL, eventually, need_transport, seconds
 from .proxy import Proxy
 
 ASYNC = pytest.mark.asyncio(loop_scope="module")
@@ -511,14 +511,16 @@ async def http_get(port: int, path: str, headers: dict[str, str] | None = None) 
     return Response(status, "", parsed, body)
 
 
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=["websockets", "picows"])
+def socket_transport(request: pytest.FixtureRequest) -> str:
+    """The drivers that answer plain HTTP requests on the WebSocket port themselves."""
     need_transport(request.param)
     return str(request.param)
 
 
 @ASYNC
-async def test_client_script_is_served_with_an_etag(transport: str) -> None:
+async def test_client_script_is_served_with_an_etag(socket_transport: str) -> None:
+    transport = socket_transport
     async with serving(transport=transport) as server:
         assert server.port is not None
         response = await http_get(server.port, "/wyre.js")
@@ -538,7 +540,8 @@ async def test_client_script_is_served_with_an_etag(transport: str) -> None:
 
 
 @ASYNC
-async def test_client_script_is_off_by_default(transport: str) -> None:
+async def test_client_script_is_off_by_default(socket_transport: str) -> None:
+    transport = socket_transport
     server = wyre.Server(transport=transport)
     await server.listen(port=0, host="127.0.0.1")
     try:
@@ -670,3 +673,20 @@ async def test_sends_wait_while_the_socket_is_full(js: Runner) -> None:
     assert out["stalled"]["buffered"] > out["writeLimit"]
     assert out["stalled"]["resolved"] < 400  # the sends past the limit waited
     assert out["resolved"] == 400
+
+
+@ASYNC
+async def test_reconnect_gives_up_after_max_attempts(js: Runner) -> None:
+    async with serving() as page_server:
+        server = make_server()
+        await server.listen(port=0, host="127.0.0.1")
+        task = asyncio.create_task(js.run("giveUp", url_of(server), page=url_of(page_server)))
+        await eventually(lambda: server.connections, timeout=20)
+        await server.close()  # and it never comes back
+        out = await task
+    assert out == {
+        "events": [["reconnecting", 1], ["reconnecting", 2], ["close", 1001]],
+        "closed": True,
+        "after": "ConnectionClosed",
+        "connections": 0,
+    }

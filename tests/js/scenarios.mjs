@@ -308,3 +308,23 @@ export async function backpressure(wyre, url, { scale }) {
   await conn.close();
   return out;
 }
+
+/** With reconnect, a server that stays away closes the connection after maxAttempts. */
+export async function giveUp(wyre, url) {
+  const client = new wyre.Client({ reconnect: { initialDelay: 10, maxDelay: 20, maxAttempts: 2 } });
+  const events = [];
+  let closed;
+  const gone = new Promise((resolve) => (closed = resolve));
+  client.on("reconnecting", (attempt) => events.push(["reconnecting", attempt]));
+  client.on("close", (code) => {
+    events.push(["close", code]);
+    closed();
+  });
+  const conn = await client.connect(url);
+  await gone;
+  const after = await conn.request({ type: "add", a: 1, b: 1 }).then(
+    () => "sent",
+    (error) => error.name,
+  );
+  return { events, closed: conn.closed, after, connections: client.connections.size };
+}

@@ -60,6 +60,9 @@ STREAM_SYSTEMS = {
     "wyre-fast": ("wyre-fast-stream", "picows"),
 }
 MEMORY_SYSTEMS = ["websockets", "picows", "picows-keepalive", "wyre", "wyre-fast"]
+BROWSER_SERVER = "wyre-fast"
+BROWSER_CLIENTS = ["wyre.js", "bare"]
+BROWSER_WORKLOADS = ["PIPE", "SEQ"]
 WORKLOADS = ["PIPE", "FAN", "SEQ"]
 PACKAGES = ["pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson"]
 CLIENT_ABOUT = {
@@ -79,12 +82,13 @@ class Mode:
     memory_sizes: tuple[int, ...]
     settle: float  # pause before reading a server's RSS
     retries: int  # more tries of a measurement disturbed by other processes
+    browser: bool  # run the browser phase (it needs Chromium: not in --tiny)
 
 
 MODES = {
-    "full": Mode(3, 1.0, 5.0, 100_000, (1000, 5000), 1.0, 2),
-    "quick": Mode(1, 0.25, 1.0, 20_000, (1000,), 0.3, 2),
-    "tiny": Mode(1, 0.02, 0.05, 10, (10,), 0.0, 0),
+    "full": Mode(3, 1.0, 5.0, 100_000, (1000, 5000), 1.0, 2, True),
+    "quick": Mode(1, 0.25, 1.0, 20_000, (1000,), 0.3, 2, True),
+    "tiny": Mode(1, 0.02, 0.05, 10, (10,), 0.0, 0, False),
 }
 
 
@@ -438,6 +442,23 @@ def memory(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
                 log(f"  {name}: {count} connections, {(loaded - baseline) / count:.1f} KiB each")
 
 
+def browser(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
+    """wyre.js and a bare WebSocket in one Chromium page, against the same wyre server."""
+    if not mode.browser or "browser" not in only:
+        return
+    timeout = len(BROWSER_CLIENTS) * len(BROWSER_WORKLOADS) * (mode.warmup + mode.duration)
+    for rnd in range(1, mode.rounds + 1):
+        log(f"browser, round {rnd}/{mode.rounds} (server: {BROWSER_SERVER})")
+        with report.attempt("browser:wyre.js"), server(BROWSER_SERVER, logs) as srv:
+            args = script(
+                "browser.py", srv.url, "--warmup", mode.warmup, "--duration", mode.duration
+            )
+            for result in run_tool(args, timeout + SLACK, logs):
+                row = f"browser:{result['client']}"
+                report.values[row][result["workload"]].append(result["rate"])
+                log(f"  {result['client']}: {result['workload']} {result['rate']:,.0f}")
+
+
 # -- markdown --------------------------------------------------------------
 
 
@@ -628,6 +649,32 @@ def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed
             [name, number(plain), number(ack), number(req), ratio(ack, plain), ratio(ack, req)]
         )
     out += table(header, rows)
+    if ran(report, "browser:wyre.js"):
+        out += [
+            "",
+            "## Browser: wyre.js vs a bare WebSocket",
+            "",
+            f"Requests/s from one headless Chromium page to the `{BROWSER_SERVER}` server: "
+            "`conn.request()` of wyre.js, and the page's own `WebSocket` with a hand-written "
+            "client (key, direction, replies matched to promises by key). PIPE: 100 in "
+            "flight, SEQ: 1.",
+            "",
+        ]
+        header = ["client"]
+        for w in BROWSER_WORKLOADS:
+            header += [f"{w} req/s", "÷ bare"]
+        rows = []
+        for name in BROWSER_CLIENTS:
+            row = f"browser:{name}"
+            if (bad := problem_row(report, row, name, len(header))) is not None:
+                rows.append(bad)
+                continue
+            cells = [name]
+            for w in BROWSER_WORKLOADS:
+                value = report.median(row, w)
+                cells += [number(value), ratio(value, report.median("browser:bare", w))]
+            rows.append(cells)
+        out += table(header, rows)
     out += [
         "",
         "## Memory: server RSS with idle connections",
@@ -673,7 +720,11 @@ def main() -> int:
     mode_name = "tiny" if args.tiny else "quick" if args.quick else "full"
     mode = MODES[mode_name]
     everything = (
-        set(THROUGHPUT_SYSTEMS) | set(CLIENT_SYSTEMS) | set(STREAM_SYSTEMS) | set(MEMORY_SYSTEMS)
+        set(THROUGHPUT_SYSTEMS)
+        | set(CLIENT_SYSTEMS)
+        | set(STREAM_SYSTEMS)
+        | set(MEMORY_SYSTEMS)
+        | {"browser"}
     )
     only = set(args.only.split(",")) if args.only else everything
     if unknown := only - everything:
@@ -685,7 +736,7 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wyre-bench-") as tmp:
         logs = Path(tmp)
-        for phase in (throughput, clients, stream, acks, memory):
+        for phase in (throughput, clients, stream, acks, browser, memory):
             try:
                 phase(mode, only, report, logs)
             except Exception as exc:  # a bug in the harness itself: report, go on

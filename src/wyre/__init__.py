@@ -8,6 +8,7 @@ wyre peers interoperate.
 """
 
 from .backplane.redis import RedisBackplane
+from .browser import client_script
 from .client import Client
 from .config import Options
 from .connection import Connection
@@ -64,4 +65,5 @@ __all__ = [
     "Server",
     "WyreError",
     "__version__",
+    "client_script",
 ]

@@ -147,6 +147,10 @@ class Options:
     """Server: listen with ``SO_REUSEPORT``, so that several processes share one port
     and the kernel spreads connections over them (what ``wyre serve --workers``
     does). Linux, BSD and macOS only."""
+    client_script: str | None = None
+    """Server: answer a plain HTTP ``GET`` for this path (e.g. ``"/wyre.js"``) on the
+    WebSocket port with the JavaScript client module (with an ``ETag``; 304 when
+    it matches). None: off, and such a request gets 426 like any plain request."""
     backplane: str | Backplane | None = None
     """Server: join a cluster of servers through this engine: a ``redis://`` URL
     or a :class:`~wyre.RedisBackplane`. Groups, broadcast, :meth:`~wyre.Server.peer`
@@ -192,6 +196,12 @@ class Options:
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError(f"unknown backplane {self.backplane!r}: use a redis:// URL")
+        if self.client_script is not None and (
+            not isinstance(self.client_script, str) or not self.client_script.startswith("/")
+        ):
+            raise ValueError(
+                f"client_script must be a path such as '/wyre.js', not {self.client_script!r}"
+            )
         if self.authenticate is not None and not callable(self.authenticate):
             raise TypeError("authenticate must be a function of a wyre.Handshake")
         if self.origins is not None:

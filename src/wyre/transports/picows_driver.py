@@ -55,6 +55,7 @@ from .frames import Assembler, FrameError, FrameWriter, parse_close
 from .keepalive import Keepalive, wanted
 from .upgrade import (
     VERSION_HEADERS,
+    client_script_response,
     handshake_of,
     reason_of,
     refusal,
@@ -507,6 +508,13 @@ class _Doorman(asyncio.Protocol):
 
     def _request(self, request: Request) -> None:
         assert self._transport is not None
+        script = client_script_response(request, self._listener.options.client_script)
+        if script is not None:  # a plain GET for wyre.js
+            self._done = True
+            self._end()
+            self._transport.write(script.serialize())
+            self._transport.close()
+            return
         if unsupported_version(request):
             self.refuse(426, "unsupported WebSocket version", VERSION_HEADERS)
             return

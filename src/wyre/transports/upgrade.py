@@ -10,13 +10,16 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidMessage
 from websockets.http11 import Request, Response
 
+from ..browser import client_script_body
 from ..handshake import Handshake
 
 __all__ = [
     "VERSION_HEADERS",
+    "client_script_response",
     "handshake_of",
     "reason_of",
     "refusal",
@@ -88,3 +91,36 @@ def refusal(status: int, reason: str, headers: dict[str, str] | None = None) -> 
         + "\r\n"
     )
     return head.encode() + body
+
+
+def client_script_response(request: Request, path: str | None) -> Response | None:
+    """The answer to a plain HTTP GET for the JavaScript client at ``path``, else None.
+
+    None when ``path`` is None (the option is off), when the request asks for
+    another path, or when it is a WebSocket upgrade: those keep their usual
+    answers. The module is sent with an ``ETag``; a request whose
+    ``If-None-Match`` carries it gets 304 without a body. The connection closes
+    after the response, as after every plain HTTP answer of a wyre server.
+    """
+    if path is None or request.path.partition("?")[0] != path:
+        return None
+    if "websocket" in request.headers.get("Upgrade", "").lower():
+        return None
+    body, etag = client_script_body()
+    headers = Headers(
+        {
+            "Content-Type": "text/javascript; charset=utf-8",
+            "ETag": etag,
+            "Cache-Control": "no-cache",
+            # A public file: pages on other origins may import it as a module.
+            "Access-Control-Allow-Origin": "*",
+            "Connection": "close",
+        }
+    )
+    tags = {
+        t.strip().removeprefix("W/") for t in request.headers.get("If-None-Match", "").split(",")
+    }
+    if etag in tags or "*" in tags:
+        return Response(304, "Not Modified", headers)
+    headers["Content-Length"] = str(len(body))
+    return Response(200, "OK", headers, body)

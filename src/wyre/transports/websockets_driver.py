@@ -56,6 +56,7 @@ from .frames import Assembler, FrameError
 from .keepalive import Keepalive, wanted
 from .upgrade import (
     VERSION_HEADERS,
+    client_script_response,
     handshake_of,
     reason_of,
     refusal,
@@ -438,6 +439,11 @@ class WebsocketsTransport(asyncio.Protocol):
                 listener = self._listener
                 if listener is not None and not listener.accepting:
                     response = protocol.reject(503, "The server is shutting down.\n")
+                elif (
+                    script := client_script_response(event, self._options.client_script)
+                ) is not None:
+                    protocol.send_response(script)  # a plain GET for wyre.js; then it closes
+                    return []
                 elif unsupported_version(event):
                     response = protocol.reject(426, "unsupported WebSocket version\n")
                     response.headers.update(VERSION_HEADERS)

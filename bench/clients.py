@@ -11,7 +11,8 @@ line with ``rate`` (requests/s) and CPU use; exits 1 on a mismatch.
 
 Clients: ``picows`` (uvloop, orjson), ``websockets`` (asyncio loop, json),
 ``wyre`` (transport websockets, asyncio loop, json), ``wyre-fast`` (transport
-picows, uvloop, orjson).
+picows, uvloop, orjson), ``wyre-msgpack`` and ``wyre-fast-msgpack`` (the same
+two with ``codec="msgpack"``: the server must agree on ``wyre.v2.msgpack``).
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ async def wyre_client(url: str, transport: str, codec: str) -> Opened:
 
     client = wyre.Client(transport=transport, codec=codec)
     conn = await asyncio.wait_for(client.connect(url), CONNECT_TIMEOUT)
+    if codec == "msgpack" and conn.codec.name != "msgpack":  # measure what the row says
+        await client.close()
+        raise RuntimeError(f"the server did not agree on MessagePack ({conn.subprotocol})")
 
     async def request(message: dict[str, Any]) -> dict[str, Any]:
         reply = await conn.request(message)
@@ -143,6 +147,8 @@ CLIENTS: dict[str, tuple[Open, bool]] = {
     "websockets": (websockets_client, False),
     "wyre": (lambda url: wyre_client(url, "websockets", "json"), False),
     "wyre-fast": (lambda url: wyre_client(url, "picows", "orjson"), True),
+    "wyre-msgpack": (lambda url: wyre_client(url, "websockets", "msgpack"), False),
+    "wyre-fast-msgpack": (lambda url: wyre_client(url, "picows", "msgpack"), True),
 }
 
 

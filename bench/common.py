@@ -39,6 +39,24 @@ REQUEST_TEMPLATE = (
 )
 
 
+MSGPACK_SUBPROTOCOL = "wyre.v2.msgpack"
+"""What a client offers (and a server selects) to speak MessagePack: binary frames."""
+
+
+def msgpack_request_template() -> tuple[bytes, bytes, bytes]:
+    """The request of :data:`REQUEST_TEMPLATE` in MessagePack, in three pieces.
+
+    A request is ``head + packb(n) + middle + packb(key) + tail``: the same map,
+    in the same order, as a MessagePack writer makes it.
+    """
+    from msgpack import packb
+
+    head = b"\x85" + packb("question") + packb(QUESTION) + packb("n")
+    middle = packb("type") + packb("echo") + packb("key")
+    tail = packb("direction") + packb("REQUEST")
+    return head, middle, tail
+
+
 def run(main: Coroutine[Any, Any, Any], *, use_uvloop: bool) -> Any:
     """Run ``main`` on uvloop or on the stdlib event loop."""
     if use_uvloop:

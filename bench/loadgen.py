@@ -20,6 +20,10 @@ connection: the request object is the argument of an ``echo`` event sent with
 an ack id (``42<id>["echo",{...}]``) and the reply is the ack
 (``43<id>[{...}]``), checked against the request of that id by key and n.
 
+``--protocol msgpack`` offers ``wyre.v2.msgpack`` (the server must select it)
+and sends the same request as a binary MessagePack frame, built from pieces
+like the JSON one; replies are decoded with msgpack.
+
 ``--idle N``: open one connection, do one echo, close it and print ``WARM``;
 wait for a line on stdin; open N connections, each doing one echo round trip,
 print ``OPEN N``; then hold them until stdin closes.
@@ -35,7 +39,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from common import REQUEST_TEMPLATE, Window, announce, new_key, raise_nofile, run
+from common import (
+    MSGPACK_SUBPROTOCOL,
+    REQUEST_TEMPLATE,
+    Window,
+    announce,
+    msgpack_request_template,
+    new_key,
+    raise_nofile,
+    run_main,
+)
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 WORKLOADS: dict[str, tuple[int, int]] = {"PIPE": (1, 100), "FAN": (50, 10), "SEQ": (1, 1)}
@@ -56,6 +69,8 @@ class Stats:
 class Session(WSListener):
     """One connection that keeps ``window`` requests in flight until told to stop."""
 
+    msg_type = WSMsgType.TEXT  # of the requests
+
     def __init__(self, stats: Stats, window: int) -> None:
         self.stats = stats
         self.window = window
@@ -69,12 +84,16 @@ class Session(WSListener):
 
     # Requests and replies, in the plain wire format.
 
-    def encode(self, n: int, key: str) -> str:
+    def encode(self, n: int, key: str) -> str | bytes:
         return REQUEST_TEMPLATE % (n, key)
 
     def on_text(self, payload: memoryview) -> None:
         reply = orjson.loads(payload)
         self.complete(reply.get("key") if isinstance(reply, dict) else None, reply)
+
+    def on_binary(self, payload: memoryview) -> None:
+        self.stats.errors.append("a binary frame from a JSON server")
+        self.stop()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -101,7 +120,7 @@ class Session(WSListener):
         key = new_key()
         self.pending[key] = self.n
         assert self.transport is not None
-        self.transport.send(WSMsgType.TEXT, self.encode(self.n, key))
+        self.transport.send(self.msg_type, self.encode(self.n, key))
 
     def complete(self, key: Any, reply: Any) -> None:
         n = self.pending.pop(key, None) if isinstance(key, str) else None
@@ -126,7 +145,9 @@ class Session(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.TEXT and frame.fin:
             self.on_text(frame.get_payload_as_memoryview())
-        elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.CONTINUATION):
+        elif frame.msg_type == WSMsgType.BINARY and frame.fin:
+            self.on_binary(frame.get_payload_as_memoryview())
+        elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
             self.stats.errors.append("fragmented message: not expected of an echo")
         elif frame.msg_type == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
@@ -142,6 +163,40 @@ class Session(WSListener):
             self.transport.send_close(WSCloseCode.OK)
             self.transport.disconnect()
             await asyncio.wait_for(self.transport.wait_disconnected(), DRAIN_TIMEOUT)
+
+
+class MsgpackSession(Session):
+    """The same session in MessagePack: binary frames, on ``wyre.v2.msgpack``."""
+
+    msg_type = WSMsgType.BINARY
+
+    def __init__(self, stats: Stats, window: int) -> None:
+        super().__init__(stats, window)
+        import msgpack
+
+        self.packb = msgpack.packb
+        self.unpackb = msgpack.unpackb
+        self.head, self.middle, self.tail = msgpack_request_template()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        selected = transport.response.headers.get("Sec-WebSocket-Protocol")
+        if selected != MSGPACK_SUBPROTOCOL:
+            error = ConnectionError(f"the server selected {selected!r}, not {MSGPACK_SUBPROTOCOL}")
+            self.ready.set_exception(error)
+            return
+        super().on_ws_connected(transport)
+
+    def encode(self, n: int, key: str) -> bytes:
+        packb = self.packb
+        return self.head + packb(n) + self.middle + packb(key) + self.tail
+
+    def on_text(self, payload: memoryview) -> None:
+        self.stats.errors.append("a text frame on a MessagePack connection")
+        self.stop()
+
+    def on_binary(self, payload: memoryview) -> None:
+        reply = self.unpackb(payload)
+        self.complete(reply.get("key") if isinstance(reply, dict) else None, reply)
 
 
 class SocketIOSession(Session):
@@ -185,12 +240,14 @@ async def open_sessions(
     url: str, protocol: str, count: int, window: int, stats: Stats
 ) -> list[Session]:
     """Open ``count`` sessions, ``CONNECT_BATCH`` at a time, each ready to send."""
-    kind = SocketIOSession if protocol == "socketio" else Session
+    kind = {"socketio": SocketIOSession, "msgpack": MsgpackSession}.get(protocol, Session)
     if protocol == "socketio":
         url = url.rstrip("/") + "/socket.io/?EIO=4&transport=websocket"
+    offer = {"Sec-WebSocket-Protocol": f"wyre, {MSGPACK_SUBPROTOCOL}"}
+    headers = offer if protocol == "msgpack" else None
 
     async def one() -> Session:
-        _, session = await ws_connect(lambda: kind(stats, window), url)
+        _, session = await ws_connect(lambda: kind(stats, window), url, extra_headers=headers)
         assert isinstance(session, Session)
         await session.ready
         return session
@@ -289,7 +346,7 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
-    parser.add_argument("--protocol", choices=["raw", "socketio"], default="raw")
+    parser.add_argument("--protocol", choices=["raw", "socketio", "msgpack"], default="raw")
     parser.add_argument("--workloads", default="PIPE,FAN,SEQ")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
@@ -302,8 +359,7 @@ def main() -> int:
             parser.error(f"unknown workload {workload!r}")
     if args.idle is not None:
         raise_nofile(args.idle + 1000)
-    result: int = run(main_async(args), use_uvloop=True)
-    return result
+    return run_main(main_async(args), use_uvloop=True)  # no msgpack: unavailable
 
 
 if __name__ == "__main__":

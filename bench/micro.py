@@ -1,6 +1,6 @@
 """In-process cost of wyre's protocol layer, without sockets.
 
-Usage: ``python bench/micro.py [--n N] [--codec json|orjson]``
+Usage: ``python bench/micro.py [--n N] [--codec json|orjson|msgpack]``
 
 A Connection over a transport that drops what it is given measures what wyre
 itself adds per frame, next to the bare work the same job needs (decode, set
@@ -29,7 +29,12 @@ class Sink:
     """A transport that keeps the last frame written and nothing else."""
 
     subprotocol = "wyre.v2"
+    handshake = None
+    identity = None
     last: Any = None
+
+    def __init__(self, subprotocol: str = "wyre.v2") -> None:
+        self.subprotocol = subprotocol
 
     def write(self, data: str | bytes, binary: bool) -> None:
         self.last = data
@@ -48,11 +53,13 @@ def best(job: Callable[[], None], n: int) -> float:
     return min(times) / n * 1e6
 
 
-def server_dispatch(codec: Codec, n: int) -> tuple[float, float]:
+def server_dispatch(
+    codec_option: str, codec: Codec, n: int, subprotocol: str
+) -> tuple[float, float]:
     """A REQUEST frame in, through a typed plain handler, its REPLY encoded."""
-    server = wyre.Server(codec=codec)
+    server = wyre.Server(codec=codec_option)
     server.on("request", "echo", lambda ctx: ctx.message)
-    conn = server.attach(Sink())
+    conn = server.attach(Sink(subprotocol))
     frames = [
         codec.encode({"question": "how are you doing?", "n": i, "type": "echo",
                       "key": new_key(), "direction": "REQUEST"})
@@ -72,10 +79,12 @@ def server_dispatch(codec: Codec, n: int) -> tuple[float, float]:
     return best(wyre_side, n), best(bare, n)
 
 
-async def client_request(codec: Codec, n: int) -> tuple[float, float]:
+async def client_request(
+    codec_option: str, codec: Codec, n: int, subprotocol: str
+) -> tuple[float, float]:
     """request() out, its REPLY in, the awaitable resolved."""
-    client = wyre.Client(codec=codec)
-    sink = Sink()
+    client = wyre.Client(codec=codec_option)
+    sink = Sink(subprotocol)
     conn = client.attach(sink)
     loop = asyncio.get_running_loop()
 
@@ -114,14 +123,20 @@ async def client_request(codec: Codec, n: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--codec", choices=["json", "orjson"], default="json")
+    parser.add_argument("--codec", choices=["json", "orjson", "msgpack"], default="json")
     args = parser.parse_args()
-    codec = wyre.Options(codec=args.codec).make_codec()
+    options = wyre.Options(codec=args.codec)
+    codec = options.make_msgpack_codec() or options.make_codec()
+    subprotocol = "wyre.v2.msgpack" if args.codec == "msgpack" else "wyre.v2"
 
     async def run() -> None:
         cases = {
-            "server: request in, reply out": server_dispatch(codec, args.n),
-            "client: request out, reply in": await client_request(codec, args.n),
+            "server: request in, reply out": server_dispatch(
+                args.codec, codec, args.n, subprotocol
+            ),
+            "client: request out, reply in": await client_request(
+                args.codec, codec, args.n, subprotocol
+            ),
         }
         print(f"codec {codec.name}, {args.n:,} frames, best of {RUNS}")
         for name, (ours, bare) in cases.items():

@@ -52,9 +52,11 @@ THROUGHPUT_SYSTEMS = [
     "wyre-orjson",
     "wyre-async",
     "wyre-fast",
+    "wyre-msgpack",
+    "wyre-fast-msgpack",
 ]
 CLIENT_SERVER = "picows-orjson"
-CLIENT_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast"]
+CLIENT_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast", "wyre-msgpack", "wyre-fast-msgpack"]
 STREAM_SYSTEMS = {
     "wyre": ("wyre-stream", "websockets"),
     "wyre-fast": ("wyre-fast-stream", "picows"),
@@ -64,12 +66,17 @@ BROWSER_SERVER = "wyre-fast"
 BROWSER_CLIENTS = ["wyre.js", "bare"]
 BROWSER_WORKLOADS = ["PIPE", "SEQ"]
 WORKLOADS = ["PIPE", "FAN", "SEQ"]
-PACKAGES = ["pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson"]
+PACKAGES = [
+    "pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson", "msgpack",
+]  # fmt: skip
 CLIENT_ABOUT = {
     "websockets": "websockets asyncio client, asyncio loop, json, own key matching",
     "picows": "picows listener, uvloop, orjson, own key matching",
     "wyre": "wyre.Client(transport='websockets'), asyncio loop, default codec",
     "wyre-fast": "wyre.Client(transport='picows'), uvloop, orjson",
+    "wyre-msgpack": "wyre.Client(transport='websockets', codec='msgpack'), asyncio loop: "
+    "binary MessagePack frames (the server echoes them with msgpack)",
+    "wyre-fast-msgpack": "wyre.Client(transport='picows', codec='msgpack'), uvloop",
 }
 
 
@@ -309,6 +316,13 @@ def quietly(
     return results
 
 
+def protocol_of(name: str) -> str:
+    """How the load generator speaks to server ``name``: raw JSON, Socket.IO or MessagePack."""
+    if name == "socketio":
+        return "socketio"
+    return "msgpack" if name.endswith("-msgpack") else "raw"
+
+
 def throughput(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
     timeout = len(WORKLOADS) * (mode.warmup + mode.duration + 10) + SLACK
     for rnd in range(1, mode.rounds + 1):
@@ -318,7 +332,7 @@ def throughput(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
             if name not in only or report.skip(row):
                 continue
             with report.attempt(row), server(name, logs) as srv:
-                protocol = "socketio" if name == "socketio" else "raw"
+                protocol = protocol_of(name)
                 args = script(
                     "loadgen.py", srv.url, "--protocol", protocol, "--server-pid", srv.pid,
                     "--warmup", mode.warmup, "--duration", mode.duration,
@@ -522,7 +536,10 @@ def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed
         f"processes (or the hypervisor) took over {NOISE_LIMIT:.0%} of a CPU is taken again, "
         f"up to {mode.retries} more times",
         "- load generator: picows client on uvloop; requests encoded by a template "
-        "(the JSON orjson would write), replies decoded with orjson; the same for every server",
+        "(the JSON orjson would write), replies decoded with orjson; the same for every server "
+        "but the `-msgpack` ones, to which it offers `wyre.v2.msgpack` and sends the same "
+        "request as a binary MessagePack frame (also from a template), decoding replies "
+        "with msgpack",
         "",
         "## Servers: requests/s",
         "",

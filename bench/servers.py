@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from common import READY, announce, run_main
+from common import MSGPACK_SUBPROTOCOL, READY, announce, run_main
 
 HOST = "127.0.0.1"
 
@@ -39,14 +39,27 @@ async def websockets_echo(port: int) -> None:
         await asyncio.Event().wait()
 
 
-async def picows_echo(port: int, *, fast_json: bool, keepalive: bool = False) -> None:
+async def picows_echo(
+    port: int, *, fast_json: bool, keepalive: bool = False, speaks_msgpack: bool = False
+) -> None:
     """picows' server with a callback listener; stdlib json or orjson.
 
     ``keepalive`` turns on picows' pings every 20 s (wyre's default, and the
     websockets server's), which costs memory per connection: the fair
-    baseline for wyre-fast's memory.
+    baseline for wyre-fast's memory. ``speaks_msgpack`` selects ``wyre.v2.msgpack``
+    for a client that offers it and echoes its binary MessagePack frames (the
+    server of the msgpack client rows); JSON text frames are echoed as ever.
     """
-    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+    from picows import (
+        WSFrame,
+        WSListener,
+        WSMsgType,
+        WSTransport,
+        WSUpgradeRequest,
+        WSUpgradeResponse,
+        WSUpgradeResponseWithListener,
+        ws_create_server,
+    )
 
     if fast_json:
         import orjson
@@ -62,16 +75,35 @@ async def picows_echo(port: int, *, fast_json: bool, keepalive: bool = False) ->
             d["direction"] = "REPLY"
             return json.dumps(d).encode()
 
+    if speaks_msgpack:
+        import msgpack
+
+        def reply_packed(frame: WSFrame) -> bytes:
+            d = msgpack.unpackb(frame.get_payload_as_memoryview())
+            d["direction"] = "REPLY"
+            data: bytes = msgpack.packb(d)
+            return data
+
     class Echo(WSListener):
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type == WSMsgType.TEXT:
                 transport.send(WSMsgType.TEXT, reply(frame))
+            elif frame.msg_type == WSMsgType.BINARY and speaks_msgpack:
+                transport.send(WSMsgType.BINARY, reply_packed(frame))
             elif frame.msg_type == WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
 
+    def listener(request: WSUpgradeRequest) -> Echo | WSUpgradeResponseWithListener:
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        if speaks_msgpack and MSGPACK_SUBPROTOCOL in (p.strip() for p in offered.split(",")):
+            selected = {"Sec-WebSocket-Protocol": MSGPACK_SUBPROTOCOL}
+            response = WSUpgradeResponse.create_101_response(extra_headers=selected)
+            return WSUpgradeResponseWithListener(response, Echo())
+        return Echo()
+
     pings = {"enable_auto_ping": True, "auto_ping_idle_timeout": 20} if keepalive else {}
-    server = await ws_create_server(lambda _request: Echo(), HOST, port, **pings)
+    server = await ws_create_server(listener, HOST, port, **pings)
     announce(READY, server.sockets[0].getsockname()[1])
     await asyncio.Event().wait()
 
@@ -169,7 +201,9 @@ SERVERS: dict[str, Spec] = {
         lambda p: picows_echo(p, fast_json=False), True, "picows listener, uvloop, json"
     ),
     "picows-orjson": Spec(
-        lambda p: picows_echo(p, fast_json=True), True, "picows listener, uvloop, orjson"
+        lambda p: picows_echo(p, fast_json=True, speaks_msgpack=True),
+        True,
+        "picows listener, uvloop, orjson (and msgpack with clients that offer wyre.v2.msgpack)",
     ),
     "picows-keepalive": Spec(
         lambda p: picows_echo(p, fast_json=True, keepalive=True),
@@ -205,6 +239,17 @@ SERVERS: dict[str, Spec] = {
         lambda p: wyre_echo(p, transport="picows", stream=False),
         True,
         "wyre.Server(transport='picows'), uvloop, orjson",
+    ),
+    "wyre-msgpack": Spec(
+        lambda p: wyre_echo(p, transport="websockets", stream=False, codec="msgpack"),
+        False,
+        "wyre.Server(transport='websockets', codec='msgpack'), asyncio loop; the load "
+        "generator offers wyre.v2.msgpack and speaks binary MessagePack frames to it",
+    ),
+    "wyre-fast-msgpack": Spec(
+        lambda p: wyre_echo(p, transport="picows", stream=False, codec="msgpack"),
+        True,
+        "wyre.Server(transport='picows', codec='msgpack'), uvloop; MessagePack as for wyre-msgpack",
     ),
     "wyre-stream": Spec(
         lambda p: wyre_echo(p, transport="websockets", stream=True, codec="json"),

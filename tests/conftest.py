@@ -1,9 +1,12 @@
-"""Shared fixtures: real endpoints on loopback, for every transport and both directions.
+"""Shared fixtures: real endpoints on loopback, for every transport, codec and direction.
 
 ``link`` is the workhorse: a connected pair seen from the side that sends
 (``link.conn``, ``link.sender``) and the side that handles (``link.peer``,
 ``link.handler``). It runs once with the client sending to the server and
 once the other way round, so every scenario is checked in both directions.
+``pair`` and ``link`` also run once per codec: JSON (the default options) and
+MessagePack (``codec="msgpack"`` on both ends, so they agree on
+``wyre.v2.msgpack``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ TRANSPORTS = [
 ]
 """Every transport the suite runs on; ``WYRE_TRANSPORTS=websockets`` narrows it."""
 
+CODECS = [
+    name
+    for name in ("json", "msgpack")
+    if name in os.environ.get("WYRE_CODECS", "json,msgpack").split(",")
+]
+"""Every codec ``pair`` and ``link`` run on; ``WYRE_CODECS=json`` narrows it."""
+
 REQUIRE_ALL = os.environ.get("WYRE_REQUIRE_ALL") == "1"
 """Set by ``.ci/run``: a transport or service the tests need must be there, not skipped."""
 
@@ -41,6 +51,20 @@ def need_transport(name: str) -> None:
         if REQUIRE_ALL:
             pytest.fail(message)
         pytest.skip(message)
+
+
+def need_codec(name: str) -> None:
+    """Skip (locally) or fail (in CI) when the library behind a codec is missing."""
+    if name == "msgpack" and importlib.util.find_spec("msgpack") is None:
+        message = "the msgpack codec is not installed: pip install 'pywyre[msgpack]'"
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def codec_options(codec: str) -> dict[str, Any]:
+    """The endpoint options that make a pair speak ``codec``: none for JSON, the default."""
+    return {} if codec == "json" else {"codec": codec}
 
 
 def seconds(value: float) -> float:
@@ -75,20 +99,34 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=CODECS)
+def codec(request: pytest.FixtureRequest) -> str:
+    need_codec(request.param)
+    return str(request.param)
+
+
 async def open_pair(
     transport: str,
     server_options: dict[str, Any] | None = None,
     client_options: dict[str, Any] | None = None,
     prepare: Callable[[wyre.Server, wyre.Client], None] | None = None,
+    *,
+    codec: str = "json",
 ) -> tuple[wyre.Server, wyre.Client, wyre.Connection, wyre.Connection]:
-    """Start a server on a free loopback port and connect a client to it."""
-    server = wyre.Server(transport=transport, **(server_options or {}))
-    client = wyre.Client(transport=transport, **(client_options or {}))
+    """Start a server on a free loopback port and connect a client to it.
+
+    Both speak ``codec`` unless their options name a codec of their own.
+    """
+    speak = codec_options(codec)
+    server = wyre.Server(transport=transport, **{**speak, **(server_options or {})})
+    client = wyre.Client(transport=transport, **{**speak, **(client_options or {})})
     if prepare is not None:
         prepare(server, client)
     await server.listen(port=0, host="127.0.0.1")
     conn = await client.connect(f"ws://127.0.0.1:{server.port}")
     peers = await eventually(lambda: list(server.connections.values()))
+    if server.options.speaks_msgpack and client.options.speaks_msgpack:
+        assert conn.codec.name == peers[0].codec.name == "msgpack", conn.subprotocol
     return server, client, conn, peers[0]
 
 
@@ -100,10 +138,10 @@ async def close_pair(server: wyre.Server, client: wyre.Client) -> None:
 
 @pytest.fixture
 async def pair(
-    transport: str,
+    transport: str, codec: str
 ) -> AsyncIterator[tuple[wyre.Server, wyre.Client, wyre.Connection, wyre.Connection]]:
     """(server, client, client's connection, server's connection)."""
-    server, client, conn, peer = await open_pair(transport)
+    server, client, conn, peer = await open_pair(transport, codec=codec)
     yield server, client, conn, peer
     await close_pair(server, client)
 

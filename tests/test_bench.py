@@ -27,7 +27,8 @@ def test_tiny_benchmark_runs_every_system() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = result.stdout
-    for system in ("websockets", "picows", "picows-keepalive", "socketio", "wyre", "wyre-fast"):
+    for system in ("websockets", "picows", "picows-keepalive", "socketio", "wyre", "wyre-fast",
+                   "wyre-msgpack", "wyre-fast-msgpack"):  # fmt: skip
         assert f"| {system} |" in report, report
     assert "unavailable" not in report
 

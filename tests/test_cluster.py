@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ import pytest
 import wyre
 from wyre.backplane.envelope import Envelope, Kind, encode
 
-from .conftest import eventually, seconds
+from .conftest import eventually, need_codec, seconds
 
 HEARTBEAT = 0.1
 
@@ -41,14 +42,17 @@ def backplane(url: str, prefix: str, **options: Any) -> wyre.RedisBackplane:
 
 @asynccontextmanager
 async def cluster(
-    redis_url: str, nodes: int = 2, clients: int = 1, **options: Any
+    redis_url: str, nodes: int = 2, clients: int = 1, *, codec: Any = None, **options: Any
 ) -> AsyncIterator[list[Node]]:
-    """``nodes`` servers on one Redis (a fresh prefix), each with ``clients`` connections."""
+    """``nodes`` servers on one Redis (a fresh prefix), each with ``clients`` connections.
+
+    ``codec`` is the servers' option (their clients keep the default, JSON).
+    """
     prefix = f"t{uuid.uuid4().hex[:10]}"
     made: list[Node] = []
     try:
         for _ in range(nodes):
-            server = wyre.Server(backplane=backplane(redis_url, prefix, **options))
+            server = wyre.Server(backplane=backplane(redis_url, prefix, **options), codec=codec)
             client = wyre.Client()
             node = Node(server, client)
             client.on("message", lambda ctx, node=node: node.inbox.append(ctx.message))
@@ -138,6 +142,40 @@ async def test_request_with_partials_across_nodes(redis_url: str) -> None:
         assert reply.connection == peer  # the answer came from another node
         echo = await peer.request({"type": "echo", "text": "hi"}, timeout=seconds(5))
         assert echo.message["echo"] == "hi"
+
+
+async def test_json_and_msgpack_clients_on_msgpack_nodes(redis_url: str) -> None:
+    """What crosses Redis is JSON; each node re-encodes it for its MessagePack members."""
+    need_codec("msgpack")
+    async with cluster(redis_url, codec="msgpack") as (a, b):
+        packed = wyre.Client(codec="msgpack")
+        inbox: list[Any] = []
+        packed.on("message", lambda ctx: inbox.append(ctx.message))
+        packed.on("request", "echo", lambda ctx: {"echo": ctx.message["text"], "raw": b"\x00"})
+        try:
+            conn = await packed.connect(f"ws://127.0.0.1:{b.server.port}")
+            assert conn.codec.name == "msgpack" and b.conns[0].codec.name != "msgpack"
+            (remote,) = await eventually(
+                lambda: [c for c in b.server.connections.values() if c.codec.name == "msgpack"]
+            )
+            async with asyncio.timeout(seconds(5)):  # until the cluster knows of it
+                while remote.id not in await a.server.presence():
+                    await asyncio.sleep(0.01)
+            news = {"type": "news", "at": datetime.date(2024, 2, 29)}
+            await a.server.broadcast(news)
+            await eventually(lambda: b.inbox and inbox)
+            assert b.inbox == inbox == [{"type": "news", "at": "2024-02-29"}]
+            peer = a.server.peer(remote.id)
+            await peer.send({"type": "note", "text": "plain"})
+            await asyncio.wait_for(
+                peer.send({"type": "note", "text": "acked"}, ack=True), seconds(5)
+            )
+            await eventually(lambda: [m.get("text") for m in inbox[1:]] == ["plain", "acked"])
+            # bytes do not cross Redis as JSON: the remote call says so, it does not hang
+            with pytest.raises(wyre.WyreError, match="cannot encode"):
+                await asyncio.wait_for(peer.request({"type": "echo", "text": "hi"}), seconds(5))
+        finally:
+            await packed.close()
 
 
 async def test_an_error_reply_and_a_timeout_across_nodes(redis_url: str) -> None:

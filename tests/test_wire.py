@@ -226,9 +226,10 @@ async def test_client_offers_wyre_v2_and_falls_back_without_it(raw_server: Any) 
     assert conn.extensions is False and conn.subprotocol == ws.subprotocol
 
 
-async def test_wyre_peers_agree_on_wyre_v2(pair: Any) -> None:
+async def test_wyre_peers_agree_on_wyre_v2(pair: Any, codec: str) -> None:
     _, _, conn, peer = pair
-    assert conn.subprotocol == peer.subprotocol == "wyre.v2"
+    expected = "wyre.v2.msgpack" if codec == "msgpack" else "wyre.v2"
+    assert conn.subprotocol == peer.subprotocol == expected
     assert conn.extensions is True and peer.extensions is True
 
 

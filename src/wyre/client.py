@@ -42,7 +42,9 @@ class Client(Endpoint):
         """Open a connection; returns once the WebSocket handshake is done.
 
         ``protocols`` are application subprotocols to offer; ``wyre.v2`` is
-        offered after them unless the ``extensions`` option is off.
+        offered after them unless the ``extensions`` option is off, and
+        before it ``wyre.v2.msgpack`` with ``codec="msgpack"`` (a server that
+        does not select it gets JSON on this connection).
         ``headers`` are added to the upgrade request: credentials for the
         server's ``authenticate`` hook, e.g.
         ``{"Authorization": "Bearer ..."}``. ``ssl`` is the TLS context for a
@@ -64,11 +66,17 @@ class Client(Endpoint):
             self.options,
             self.attach,
             url,
-            subprotocols=offer(application, self.options.extensions),
+            subprotocols=offer(application, self.options.extensions, self.options.speaks_msgpack),
             ssl=ssl,
             headers=pairs,
         )
         assert isinstance(receiver, Connection)
+        if self.msgpack_envelope is not None and receiver.codec is not self.msgpack_envelope.codec:
+            self.reporter.log.debug(
+                "the server did not agree on MessagePack (subprotocol %s): JSON on this connection",
+                receiver.subprotocol,
+                connection=receiver,
+            )
         return receiver
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

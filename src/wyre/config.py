@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .protocol import Codec, default_codec, json_codec, orjson_codec
+from .protocol import Codec, default_codec, json_codec, msgpack_codec, orjson_codec
 
 if TYPE_CHECKING:
     from .backplane import Backplane
@@ -75,9 +75,15 @@ class Options:
     transport: TransportName | Driver = "websockets"
     """``websockets`` (default), ``picows`` (the ``fast`` extra), or a
     :class:`~wyre.transport.Driver` object."""
-    codec: Codec | Literal["json", "orjson"] | None = None
+    codec: Codec | Literal["json", "orjson", "msgpack"] | None = None
     """How messages are encoded: ``"json"`` (standard library), ``"orjson"``,
-    a :class:`~wyre.Codec`, or None: orjson when installed, else json."""
+    a :class:`~wyre.Codec`, or None: orjson when installed, else json.
+    ``"msgpack"`` (the ``msgpack`` extra) is negotiated per connection: binary
+    MessagePack frames with every peer that agrees on ``wyre.v2.msgpack`` in the
+    handshake, and the default JSON codec with the others, so a server with it
+    serves JSON and MessagePack clients at once and a client with it still
+    connects to a JSON-only server. It needs ``extensions`` (it is a form of
+    ``wyre.v2``)."""
     request_timeout: float | None = 30.0
     """Default time to wait for a request's reply (or a send's acknowledgement)."""
     open_timeout: float | None = 10.0
@@ -186,8 +192,16 @@ class Options:
             log_level(self.log_level)  # raises for an unknown level
         if not isinstance(self.logger, logging.Logger):
             raise TypeError(f"logger must be a logging.Logger, not {type(self.logger).__name__}")
-        if self.codec not in (None, "json", "orjson") and not isinstance(self.codec, Codec):
-            raise ValueError(f"unknown codec {self.codec!r}: use json, orjson or a wyre.Codec")
+        if self.codec not in (None, "json", "orjson", "msgpack") and not isinstance(
+            self.codec, Codec
+        ):
+            raise ValueError(
+                f"unknown codec {self.codec!r}: use json, orjson, msgpack or a wyre.Codec"
+            )
+        if self.codec == "msgpack" and not self.extensions:
+            raise ValueError(
+                "codec='msgpack' is negotiated as part of wyre.v2: it needs extensions=True"
+            )
         if isinstance(self.subprotocols, str) or not all(
             isinstance(p, str) for p in self.subprotocols
         ):
@@ -216,8 +230,16 @@ class Options:
         """``log_level`` as a :mod:`logging` level, or None."""
         return None if self.log_level is None else log_level(self.log_level)
 
+    @property
+    def speaks_msgpack(self) -> bool:
+        """Whether connections may agree on MessagePack (``wyre.v2.msgpack``) in the handshake."""
+        return self.codec == "msgpack"
+
     def make_codec(self) -> Codec:
-        """The codec these options ask for.
+        """The codec of connections that did not agree on MessagePack: the JSON one.
+
+        With ``codec="msgpack"`` that is the default JSON codec; the
+        MessagePack one comes from :meth:`make_msgpack_codec`.
 
         Raises:
             ImportError: ``"orjson"`` was asked for and is not installed
@@ -236,6 +258,15 @@ class Options:
                     name="orjson",
                 ) from exc
         return default_codec()
+
+    def make_msgpack_codec(self) -> Codec | None:
+        """The codec of connections that agreed on MessagePack; None when it is not spoken.
+
+        Raises:
+            ImportError: ``"msgpack"`` was asked for and is not installed
+                (the message says how to install it).
+        """
+        return msgpack_codec() if self.speaks_msgpack else None
 
 
 def _check_count(name: str, value: object) -> None:

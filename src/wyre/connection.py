@@ -128,6 +128,9 @@ class Connection:
         endpoint: the Server or Client it belongs to.
         extensions: whether both ends speak ``wyre.v2`` (acknowledged sends,
             cancellation); otherwise the original semantics apply.
+        codec: the :class:`~wyre.Codec` its frames are encoded with: MessagePack
+            (``codec.name == "msgpack"``, binary frames) when the handshake agreed
+            on ``wyre.v2.msgpack``, else the endpoint's JSON codec.
         close_code, close_reason: set once the connection is closed.
         handshake: on a server, the :class:`~wyre.Handshake` (path, query,
             headers, cookies, remote address) the client opened it with;
@@ -160,6 +163,7 @@ class Connection:
         "_write_limit",
         "close_code",
         "close_reason",
+        "codec",
         "endpoint",
         "extensions",
         "handshake",
@@ -194,8 +198,10 @@ class Connection:
         self._log = endpoint.reporter.log
         self._find_request = endpoint.router.find_request
         self._find_message = endpoint.router.find_message
+        envelope = endpoint.envelope_for(transport.subprotocol)
+        self.codec = envelope.codec
         self._session = Session(
-            endpoint.envelope,
+            envelope,
             extensions=self.extensions,
             write=self._write,
             max_pending=options.max_pending_requests,
@@ -246,10 +252,13 @@ class Connection:
     def send_encoded(self, frame: str | bytes, binary: bool = False) -> None:
         """Write a MESSAGE frame that is already encoded (a broadcast encodes once for all).
 
+        ``frame`` must be encoded with this connection's :attr:`codec`; a
+        binary codec's frame is written as a binary frame whatever ``binary`` says.
+
         Raises:
             ConnectionClosed: the connection is closed or closing.
         """
-        self._write(frame, binary, False)
+        self._write(frame, binary or self.codec.binary, False)
 
     def _hub(self) -> Hub:
         hub = self.endpoint.hub
@@ -275,7 +284,8 @@ class Connection:
 
     @property
     def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the handshake: an application's, ``wyre.v2``, or None."""
+        """The subprotocol agreed in the handshake: an application's, ``wyre.v2``,
+        ``wyre.v2.msgpack``, the placeholder ``wyre``, or None."""
         return self._transport.subprotocol
 
     @property

@@ -1,9 +1,11 @@
-"""What a Server and a Client share: options, handlers, envelope, events.
+"""What a Server and a Client share: options, handlers, envelopes, events.
 
-An endpoint owns the handler registry (:mod:`wyre.routing`) and the envelope
-(:mod:`wyre.protocol.envelope`); its connections read both when they open,
-so register handlers and call :meth:`Endpoint.use` before listening or
-connecting.
+An endpoint owns the handler registry (:mod:`wyre.routing`) and the envelopes
+(:mod:`wyre.protocol.envelope`): one for the connections that speak JSON (or
+the codec ``use("codec")`` set) and, with ``codec="msgpack"``, one for those
+that agreed on MessagePack. A connection reads the registry and its envelope
+when it opens, so register handlers and call :meth:`Endpoint.use` before
+listening or connecting.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from .config import Options
 from .connection import Connection
 from .protocol import Envelope
+from .protocol.negotiation import msgpack_agreed
 from .reporting import Log, Reporter
 from .routing import Router
 
@@ -42,6 +45,12 @@ class Endpoint:
         )
         """Where failures go: the ``error`` handler, else the log (see :mod:`wyre.reporting`)."""
         self.envelope = Envelope(codec=self.options.make_codec())
+        """The envelope of connections that did not agree on MessagePack (JSON, or the
+        codec ``use("codec")`` set); also what crosses a server's backplane."""
+        msgpack = self.options.make_msgpack_codec()
+        self.msgpack_envelope = None if msgpack is None else Envelope(codec=msgpack)
+        """The envelope of connections that agreed on ``wyre.v2.msgpack``; None when
+        this endpoint does not speak MessagePack (``codec`` is not ``"msgpack"``)."""
         self._tasks: set[asyncio.Future[Any]] = set()
         self.connections: dict[str, Connection] = {}
         """The open connections, by id."""
@@ -124,10 +133,26 @@ class Endpoint:
         original; a getter takes the message, a setter the message and the
         value. Both ends must agree.
 
+        The fields move on every connection. A codec replaces JSON only: with
+        ``codec="msgpack"``, connections that agreed on MessagePack keep it
+        (what the handshake agreed on is what both ends speak).
+
         Raises:
             ValueError: unknown kind, or a missing setter where one is needed.
         """
         self.envelope = self.envelope.using(kind, getter, setter)
+        if self.msgpack_envelope is not None and kind != "codec":
+            self.msgpack_envelope = self.msgpack_envelope.using(kind, getter, setter)
+
+    def envelope_for(self, subprotocol: str | None) -> Envelope:
+        """The envelope of a connection whose handshake agreed on ``subprotocol``.
+
+        MessagePack's on ``wyre.v2.msgpack`` (a handshake selects it only when
+        this endpoint speaks it), the JSON one on anything else.
+        """
+        if self.msgpack_envelope is not None and msgpack_agreed(subprotocol):
+            return self.msgpack_envelope
+        return self.envelope
 
     # -- connections and tasks (the package-internal interface) --------------
 

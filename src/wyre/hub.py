@@ -34,6 +34,7 @@ from .backplane.envelope import Envelope, EnvelopeError, Kind, decode, encode
 from .context import Context
 from .exceptions import (
     BackplaneError,
+    CodecError,
     ConnectionClosed,
     LimitExceeded,
     NoSuchConnection,
@@ -41,7 +42,7 @@ from .exceptions import (
     RequestTimeout,
     WyreError,
 )
-from .protocol import Direction
+from .protocol import Codec, Direction
 from .protocol.events import AnswerReceived
 from .protocol.pending import Pending, new_key
 from .request import Delivery, Request
@@ -57,6 +58,8 @@ __all__ = ["Hub"]
 
 MAX_GROUP_NAME = 256
 """Longest group name, in characters."""
+
+_UNSET: Any = object()
 
 
 @dataclass(slots=True)
@@ -204,7 +207,7 @@ class Hub:
         self._check_alone("broadcast()")
         excluded = _ids(exclude)
         frame = self._encode(message)
-        written = self.deliver(frame, group, excluded)
+        written = self.deliver(frame, group, excluded, message)
         if self.backplane is not None:
             extras: dict[str, Any] = {"group": group}
             if excluded:
@@ -214,13 +217,26 @@ class Hub:
             await self._publish(None, envelope)
         return written
 
-    def deliver(self, frame: str | bytes, group: str | None, excluded: set[str]) -> int:
-        """Write an encoded MESSAGE to this node's members of ``group`` (or all)."""
+    def deliver(
+        self, frame: str | bytes, group: str | None, excluded: set[str], message: Any = _UNSET
+    ) -> int:
+        """Write a MESSAGE to this node's members of ``group`` (or all).
+
+        ``frame`` is the message as the server's own codec encodes it (see
+        :meth:`_encode`); ``message`` is the message itself when the caller
+        has it, else it is decoded from ``frame`` if needed. A member whose
+        connection agreed on another codec (MessagePack) gets the message
+        encoded with that one: once per codec in use, not once per member.
+        A codec that cannot encode it is reported, and its members skipped.
+        """
         if group is None:
             targets: Iterable[Connection] = list(self.server.connections.values())
         else:
             targets = list(self._groups.get(group, {}).values())
         limit = 4 * self.server.options.write_limit
+        # By codec (identity: connections share their endpoint's codec objects);
+        # None for a codec that failed.
+        frames: dict[int, str | bytes | None] = {id(self.server.envelope.codec): frame}
         written = 0
         for connection in targets:
             if connection.id in excluded:
@@ -230,12 +246,28 @@ class Hub:
             if connection.buffered_amount > limit:
                 self._log.debug("broadcast skipped a congested connection", connection=connection)
                 continue
+            codec = connection.codec
+            data = frames.get(id(codec), _UNSET)
+            if data is _UNSET:
+                if message is _UNSET:
+                    message = self._decode(frame if isinstance(frame, bytes) else frame.encode())
+                data = frames[id(codec)] = self._encode_for(codec, message)
+            if data is None:
+                continue
             try:
-                connection.send_encoded(frame)
+                connection.send_encoded(data)
             except ConnectionClosed:
                 continue
             written += 1
         return written
+
+    def _encode_for(self, codec: Codec, message: Any) -> str | bytes | None:
+        """``message`` encoded with ``codec`` for a broadcast; None (reported) if it cannot be."""
+        try:
+            return _encode(codec, message)
+        except CodecError as exc:
+            self.server.reporter.report(exc)
+            return None
 
     # -- peers -------------------------------------------------------------------------
 
@@ -367,18 +399,30 @@ class Hub:
                 "(wyre serve --backplane redis://...)"
             )
 
+    # What crosses the backplane is encoded with the server's own codec, the one
+    # of its JSON connections (``server.envelope``: JSON, or what use("codec")
+    # set), whatever codec each connection agreed on: every node must read what
+    # any other writes, and each node re-encodes for its MessagePack members.
+    # Values only MessagePack carries (bytes) cannot cross it.
+
     def _encode(self, message: Any) -> str | bytes:
-        """A MESSAGE frame as the server's codec makes it."""
+        """A MESSAGE frame as the server's own codec makes it (what crosses the backplane).
+
+        Raises:
+            TypeError: not a dict (with the default envelope).
+            CodecError: the codec (and its fallback) cannot encode it.
+        """
         envelope = self.server.envelope
         if envelope.requires_dict and message.__class__ is not dict:
             raise TypeError(f"a message must be a dict, not {type(message).__name__}")
-        return envelope.codec.encode(message)
+        return _encode(envelope.codec, message)
 
     def _payload(self, message: Any) -> bytes:
         frame = self._encode(message)
         return frame.encode() if isinstance(frame, str) else frame
 
     def _decode(self, payload: bytes) -> Any:
+        """A message from the backplane, decoded with the server's own codec."""
         return self.server.envelope.codec.decode(payload.decode())
 
     async def _locate(self, connection_id: str) -> str:
@@ -527,8 +571,12 @@ class Hub:
                 self._notify(source, Kind.FAILED, call=call, extras={"why": "nosuch"})
             return
         if envelope.kind is Kind.SEND and call == "-":
-            with contextlib.suppress(ConnectionClosed):
-                connection.send_encoded(envelope.payload)
+            payload: str | bytes | None = envelope.payload
+            if connection.codec is not self.server.envelope.codec:  # it speaks MessagePack
+                payload = self._encode_for(connection.codec, self._decode(envelope.payload))
+            if payload is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    connection.send_encoded(payload)
             return
         key = (source, call)
         task = self.server.spawn(self._run(connection, envelope))
@@ -568,6 +616,20 @@ class Hub:
         except (WyreError, TypeError, ValueError) as exc:
             why = "limit" if isinstance(exc, LimitExceeded) else "error"
             self._notify(source, Kind.FAILED, call=call, extras={"why": why, "text": str(exc)})
+
+
+def _encode(codec: Codec, message: Any) -> str | bytes:
+    """``message`` encoded with ``codec``, or its fallback; CodecError when neither can."""
+    try:
+        return codec.encode(message)
+    except Exception as exc:
+        error: Exception = exc
+    if codec.fallback is not None:
+        try:
+            return codec.fallback(message)
+        except Exception as exc:
+            error = exc
+    raise CodecError(f"cannot encode message ({error})", frame=message) from error
 
 
 def _quiet(sent: asyncio.Future[None]) -> None:

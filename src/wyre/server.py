@@ -73,8 +73,12 @@ class Server(Endpoint):
         self.options = dataclasses.replace(self.options, **changes)
         self.logger = self.options.logger
         self.reporter.log = Log(self.logger, self.options.level)
-        if "codec" in changes:
+        if "codec" in changes:  # new codecs; the fields stay where use() put them
             self.envelope = dataclasses.replace(self.envelope, codec=self.options.make_codec())
+            msgpack = self.options.make_msgpack_codec()
+            self.msgpack_envelope = (
+                None if msgpack is None else dataclasses.replace(self.envelope, codec=msgpack)
+            )
         self.admission = Admission(self.options, self.reporter)
         if "backplane" in changes:
             workers = self.hub.workers

@@ -4,7 +4,7 @@ Nothing here imports asyncio or a WebSocket library, so these rules are the
 same for every transport and can be tested without a socket.
 """
 
-from .codecs import Codec, default_codec, json_codec, orjson_codec
+from .codecs import Codec, default_codec, json_codec, msgpack_codec, orjson_codec
 from .direction import Direction, parse_direction
 from .envelope import Envelope
 
@@ -15,6 +15,7 @@ __all__ = [
     "Envelope",
     "default_codec",
     "json_codec",
+    "msgpack_codec",
     "orjson_codec",
     "parse_direction",
     "route_key",

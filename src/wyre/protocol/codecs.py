@@ -29,6 +29,25 @@ orjson.
 
 (Refusing them on the way out instead would cost a scan of every encoded
 message, more than orjson's whole encoding of a small one.)
+
+MessagePack (:func:`msgpack_codec`, the ``msgpack`` extra) is the binary
+alternative, spoken on a connection only when both ends agreed on it in the
+handshake (``docs/protocol.md``, "Negotiation"). Its frames are binary. It
+treats values so that a message means the same under either codec wherever
+JSON can say it:
+
+* the types JSON codecs write in a form of their own are written in the
+  same form (``datetime``/``date``/``time`` as ISO 8601 strings, ``UUID`` as
+  its string, a dataclass as a map of its fields, an ``Enum`` member as its
+  value), so a handler reads the same message whichever codec it came by;
+* what MessagePack carries natively it keeps: ``bytes`` (its ``bin`` type,
+  read back as ``bytes``; the JSON codecs refuse them), map keys that are
+  not strings (an ``int`` key stays an ``int``; JSON writes it as a string),
+  and ``NaN`` and the infinities (floats; JSON writes ``null``);
+* integers must fit in 64 bits (signed or unsigned); larger ones are refused;
+* on reading, extension types (timestamps included) are refused, since no
+  wyre peer writes them, and so is anything after the first value. A frame
+  that is not a map reaches the session as any non-object does.
 """
 
 from __future__ import annotations
@@ -43,7 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Codec", "default_codec", "json_codec", "orjson_codec"]
+__all__ = ["Codec", "default_codec", "json_codec", "msgpack_codec", "orjson_codec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +72,25 @@ class Codec:
     ``fallback``, when given, encodes what ``encode`` raised for: a slow
     path kept off the fast one (orjson's ``dumps`` is called directly, and
     only the values it refuses go through Python).
+
+    ``binary`` says that every frame is a binary WebSocket frame (MessagePack
+    is not text); a text codec's frames are text unless a send asks for
+    binary. It is a property of the codec, not of each send, so that a
+    connection decides it once rather than per frame.
     """
 
     decode: Callable[[str | bytes], Any]
     encode: Callable[[Any], str | bytes]
     name: str = "custom"
     fallback: Callable[[Any], str | bytes] | None = None
+    binary: bool = False
 
 
-def _extra(value: Any) -> Any:
-    """The JSON form of the non-JSON types both codecs accept (see the module docstring)."""
+_NO_FORM: Any = object()
+
+
+def _plain(value: Any) -> Any:
+    """The form every codec writes for a type outside JSON's own, or ``_NO_FORM``."""
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -71,7 +99,15 @@ def _extra(value: Any) -> Any:
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return _NO_FORM
+
+
+def _extra(value: Any) -> Any:
+    """The JSON form of the non-JSON types both codecs accept (see the module docstring)."""
+    form = _plain(value)
+    if form is _NO_FORM:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return form
 
 
 def _refuse_constant(name: str) -> Any:
@@ -136,6 +172,50 @@ def orjson_codec() -> Codec:
     # What orjson refuses (int keys, integers over 64 bits, a NaN in an Enum)
     # goes through the json codec: both accept and write exactly the same.
     return Codec(decode=orjson.loads, encode=orjson.dumps, name="orjson", fallback=_encode_json)
+
+
+def _msgpack_extra(value: Any) -> Any:
+    """What MessagePack writes for the types it has no form for: as the JSON codecs do."""
+    form = _plain(value)
+    if form is not _NO_FORM:
+        return form
+    if isinstance(value, int):  # only an integer that does not fit in 64 bits gets here
+        raise OverflowError("an integer beyond 64 bits cannot be written in MessagePack")
+    raise TypeError(f"{type(value).__name__} cannot be written in MessagePack")
+
+
+def _refuse_extension(code: int, data: bytes) -> Any:
+    raise ValueError(f"MessagePack extension type {code} is not accepted")
+
+
+def msgpack_codec() -> Codec:
+    """MessagePack through ``msgpack``, binary frames (see the module docstring).
+
+    Raises:
+        ImportError: msgpack is not installed (the message names the extra to install).
+    """
+    try:
+        import msgpack
+    except ImportError as exc:
+        raise ImportError(
+            "codec='msgpack' needs the msgpack package: pip install 'pywyre[msgpack]'",
+            name="msgpack",
+        ) from exc
+
+    # One packer per codec (an endpoint makes its own): reusing it saves building
+    # one per frame. It is left reset when packing raises.
+    pack = msgpack.Packer(default=_msgpack_extra, use_bin_type=True, datetime=False).pack
+    unpackb = msgpack.unpackb
+
+    def decode(data: str | bytes) -> Any:
+        # raw=False: str is str and bin is bytes. strict_map_key=False: int keys.
+        # max_ext_len=0 refuses every extension with a payload (timestamps are
+        # decoded before ext_hook is asked), ext_hook the empty ones.
+        return unpackb(
+            data, raw=False, strict_map_key=False, ext_hook=_refuse_extension, max_ext_len=0
+        )
+
+    return Codec(decode=decode, encode=pack, name="msgpack", binary=True)
 
 
 def default_codec() -> Codec:

@@ -15,8 +15,10 @@ Driving it (what :class:`~wyre.Connection` does)::
     session.answer(incoming, REPLY, body)   # writes the REPLY; False if cancelled
     expired, next_deadline = session.expire(now)
 
-Frames the session emits itself (ACK, CANCEL, the ERROR for a bad request)
-go through ``write`` too; a failure to write one of those is ignored (the
+A binary codec (:attr:`Codec.binary <wyre.Codec.binary>`: MessagePack) has
+every frame written as binary, whatever a send's ``binary`` flag says. Frames
+the session emits itself (ACK, CANCEL, the ERROR for a bad request) go
+through ``write`` too; a failure to write one of those is ignored (the
 connection is closing and reports that itself). Every other method raises
 before anything is written when the message cannot be sent, and leaves the
 session unchanged.
@@ -88,7 +90,8 @@ class Session:
     """One connection's protocol state. See the module docstring for the rules.
 
     Args:
-        envelope: where the protocol fields live, and the codec.
+        envelope: where the protocol fields live, and the codec (a binary
+            codec's frames are all written binary).
         extensions: whether both ends agreed on ``wyre.v2`` (ACK, CANCEL).
         write: called with each frame to send.
         max_pending: outgoing requests allowed to wait at once; also the most
@@ -130,7 +133,8 @@ class Session:
         max_bad_frames: int | None = 100,
     ) -> None:
         self.extensions = extensions
-        self._write = write
+        # MessagePack: every frame binary, decided once here rather than per frame.
+        self._write = _always_binary(write) if envelope.codec.binary else write
         self._decode = envelope.codec.decode
         self._encode = envelope.codec.encode
         self._fallback = envelope.codec.fallback
@@ -178,7 +182,9 @@ class Session:
         try:
             if self._requires_dict:  # the default envelope: plain dict look-ups, inline
                 if message.__class__ is not dict:
-                    not_object = RemoteProtocolError("frame is not a JSON object", frame=data)
+                    not_object = RemoteProtocolError(
+                        "frame is not an object (a JSON object or a MessagePack map)", frame=data
+                    )
                     return self._reject(not_object, None)
                 raw = message.get("direction")
                 key = message.get("key")
@@ -528,6 +534,15 @@ class Session:
             self._write(
                 self._encode(self._stamp({}, key, _WIRE[direction])), False, direction is ACK
             )
+
+
+def _always_binary(write: Write) -> Write:
+    """``write``, with every frame binary (a binary codec's frames are not text)."""
+
+    def write_binary(data: str | bytes, binary: bool, answering: bool) -> None:
+        write(data, True, answering)
+
+    return write_binary
 
 
 def _check_dict(message: Any, what: str) -> None:

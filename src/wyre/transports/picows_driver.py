@@ -422,9 +422,10 @@ class PicowsListener:
         self.handshakes: set[_Doorman] = set()
         self._server: asyncio.Server | None = None
         accepted, extensions = options.subprotocols, options.extensions
+        msgpack = options.speaks_msgpack
 
         def select_subprotocol(_: ServerProtocol, offered: Sequence[str]) -> Subprotocol | None:
-            chosen = select(offered, accepted, extensions)
+            chosen = select(offered, accepted, extensions, msgpack)
             return None if chosen is None else Subprotocol(chosen)
 
         self.select = select_subprotocol

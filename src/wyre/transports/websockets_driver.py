@@ -666,11 +666,12 @@ class _Listener:
         self._port = 0
         self._idle = asyncio.Event()
         accepted, extensions = options.subprotocols, options.extensions
+        msgpack = options.speaks_msgpack
 
         def select_subprotocol(
             _: ServerProtocol, offered: Sequence[Subprotocol]
         ) -> Subprotocol | None:
-            chosen = select(offered, accepted, extensions)
+            chosen = select(offered, accepted, extensions, msgpack)
             return None if chosen is None else Subprotocol(chosen)
 
         self._select = select_subprotocol

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import struct
@@ -745,6 +746,9 @@ class Recorder:
 
     def connection_lost(self, code: int, reason: str) -> None:
         self.lost.append((code, reason))
+
+    def log(self, level: int, msg: str, *args: Any, stacklevel: int = 1) -> None:
+        logging.getLogger("wyre.test").log(level, msg, *args, stacklevel=stacklevel + 1)
 
 
 @asynccontextmanager

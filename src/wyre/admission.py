@@ -15,7 +15,9 @@ about every upgrade request, so the rules hold the same everywhere. In order:
 Refusals other than the application's own ``Reject`` are reported to the
 ``error`` event as :class:`~wyre.HandshakeRefused`: they are what an
 operator needs to hear of (a misconfigured origin list, a full server, a
-broken hook, malformed requests).
+broken hook, malformed requests). Every refusal, ``Reject`` included, is
+counted by status in :attr:`Admission.refused_by_status` for
+:meth:`Server.stats() <wyre.Server.stats>`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Admission:
         "_origins",
         "_reporter",
         "closing",
+        "refused_by_status",
     )
 
     def __init__(self, options: Options, reporter: Reporter) -> None:
@@ -64,6 +67,8 @@ class Admission:
         self._by_ip: Counter[str] = Counter()  # open and admitting, per remote host
         self.closing = False
         """Set while the server shuts down: every handshake gets 503."""
+        self.refused_by_status: dict[int, int] = {}
+        """Handshakes refused so far, by HTTP status (see :class:`~wyre.metrics.Stats`)."""
 
     # -- the Gate ----------------------------------------------------------
 
@@ -73,6 +78,21 @@ class Admission:
         Raises:
             Reject: refused, with the status and reason the client gets.
         """
+        try:
+            return await self._admit(handshake)
+        except Reject as exc:
+            self._count(exc.status)
+            raise
+
+    def refused(self, status: int, reason: str, remote_address: tuple[str, int] | None) -> None:
+        """A transport refused a request it could not read (malformed, oversized...)."""
+        self._count(status)
+        self._reporter.report(
+            HandshakeRefused(status, reason, remote_address=remote_address),
+            kind="handshake refused",
+        )
+
+    async def _admit(self, handshake: Handshake) -> Any:
         if self.closing:
             raise Reject(503, "the server is shutting down")
         self._check_origin(handshake)
@@ -99,13 +119,6 @@ class Admission:
             if host is not None:
                 self._release(host)
 
-    def refused(self, status: int, reason: str, remote_address: tuple[str, int] | None) -> None:
-        """A transport refused a request it could not read (malformed, oversized...)."""
-        self._reporter.report(
-            HandshakeRefused(status, reason, remote_address=remote_address),
-            kind="handshake refused",
-        )
-
     # -- bookkeeping ---------------------------------------------------------
 
     def opened(self, connection: Connection) -> None:
@@ -123,6 +136,9 @@ class Admission:
             self._release(host)
 
     # -- inside --------------------------------------------------------------
+
+    def _count(self, status: int) -> None:
+        self.refused_by_status[status] = self.refused_by_status.get(status, 0) + 1
 
     def _release(self, host: str) -> None:
         count = self._by_ip[host] - 1

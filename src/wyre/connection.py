@@ -141,11 +141,15 @@ class Connection:
 
     # Slots keep an idle connection small: a server may hold many thousands.
     __slots__ = (
+        "_bytes_received",
+        "_bytes_sent",
         "_close_request",
         "_closing",
         "_find_message",
         "_find_request",
         "_flow",
+        "_frames_received",
+        "_frames_sent",
         "_greeting",
         "_groups",
         "_held",
@@ -191,6 +195,9 @@ class Connection:
         self._partials_held = 0  # requests whose unread partials stop reading
         self._groups: set[str] | None = None
         self._sends = 0  # plain sends completed without suspending, since the last yield
+        # Traffic, summed by Endpoint.stats() (see wyre.metrics).
+        self._frames_received = self._frames_sent = 0
+        self._bytes_received = self._bytes_sent = 0
         options = endpoint.options
         self._request_timeout = options.request_timeout
         self._write_limit = options.write_limit
@@ -431,6 +438,7 @@ class Connection:
     async def _close(self, code: int, reason: str) -> None:
         if self.close_code is not None:
             return
+        self._log.debug("closing with %s %r", code, reason, connection=self)
         try:
             await self._transport.close(code, reason)
         except (Exception, asyncio.CancelledError):
@@ -439,6 +447,17 @@ class Connection:
             self._transport.abort()
         if self.close_code is None:
             self.connection_lost(code, reason)
+
+    def log(self, level: int, msg: str, *args: Any, stacklevel: int = 1) -> None:
+        """Log a record about this connection, carrying its id as ``connection_id``.
+
+        Through the endpoint's logger and at its ``log_level``, like wyre's own
+        records about the connection, so that one connection's story can be
+        found with grep; drivers log through it too. ``msg % args`` is only
+        formatted when the level is enabled. ``stacklevel`` as in
+        :meth:`logging.Logger.log` (1: the caller's line is the record's).
+        """
+        self._log.log(level, msg, *args, connection=self, stacklevel=stacklevel + 1)
 
     def __repr__(self) -> str:
         state = "open" if self.close_code is None else f"closed {self.close_code}"
@@ -512,8 +531,11 @@ class Connection:
     def receive(self, data: str | bytes) -> None:
         """Handle one received frame (see the module docstring); never raises.
 
-        Once :meth:`close` was called, frames are dropped.
+        Once :meth:`close` was called, frames are dropped (they still count
+        as received in :meth:`Server.stats() <wyre.Server.stats>`).
         """
+        self._frames_received += 1
+        self._bytes_received += len(data)
         if self._closing is not None:
             return
         event = self._session.receive(data)
@@ -568,6 +590,7 @@ class Connection:
             return
         self.close_code = code
         self.close_reason = reason
+        self._log.debug("closed: %s %r", code, reason, connection=self)
         error = self._closed_error()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -706,6 +729,7 @@ class Connection:
             request._fail(RequestError(context))
 
     def _on_rejected(self, event: FrameRejected) -> None:
+        self.endpoint.counters.bad_frames += 1
         self._reporter.report(event.error, connection=self, kind="bad frame")
         close = self._session.penalise(self._loop.time())
         if close is not None and self._closing is None:
@@ -742,6 +766,9 @@ class Connection:
     def _write(self, data: str | bytes, binary: bool, answering: bool) -> None:
         """Write one frame: the choke point every frame of this connection passes.
 
+        Counts it for :meth:`Server.stats() <wyre.Server.stats>` once the
+        transport took it.
+
         Above ``write_limit``, sends wait for the peer to read; when the frame
         answers the peer (``answering``), reading the peer stops too, so a peer
         that sends without reading what it asked for is slowed down by TCP.
@@ -762,6 +789,8 @@ class Connection:
             self.connection_lost(1006, "write failed")
             self._transport.abort()
             raise self._closed_error() from exc
+        self._frames_sent += 1
+        self._bytes_sent += len(data)
         if self._transport.write_buffer_size() > self._write_limit:
             self._flow.congested(answering)
 
@@ -820,6 +849,8 @@ class Connection:
         self._sweeper = None
         now = self._loop.time()
         expired, earliest = self._session.expire(now)
+        if expired:
+            self.endpoint.counters.timed_out += len(expired)
         for delivery in expired:
             delivery._timed_out()  # type: ignore[attr-defined]
         if earliest is not None and self.close_code is None:

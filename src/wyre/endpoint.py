@@ -11,12 +11,14 @@ listening or connecting.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from .config import Options
 from .connection import Connection
+from .metrics import Counters, Stats
 from .protocol import Envelope
 from .protocol.negotiation import msgpack_agreed
 from .reporting import Log, Reporter
@@ -38,10 +40,13 @@ class Endpoint:
         self.options = Options(**options)
         self.logger = self.options.logger
         self.router = Router()
+        self.counters = Counters()
+        """The running counts behind :meth:`stats` (see :mod:`wyre.metrics`)."""
         self.reporter = Reporter(
             Log(self.logger, self.options.level),
             lambda: self.router.untyped.get("error"),
             self.spawn,
+            self.counters,
         )
         """Where failures go: the ``error`` handler, else the log (see :mod:`wyre.reporting`)."""
         self.envelope = Envelope(codec=self.options.make_codec())
@@ -154,6 +159,21 @@ class Endpoint:
             return self.msgpack_envelope
         return self.envelope
 
+    # -- metrics -------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """What this endpoint has done so far, and its connections' state now.
+
+        Connections opened and closed (by close code), frames and bytes each
+        way, requests in flight each way, handler errors, timeouts, bad
+        frames: see :class:`~wyre.metrics.Stats`. The counts are kept all
+        the time at a cost of a few integer additions per frame; this call
+        sums them over the open connections. It may be called from another
+        thread (a metrics exporter's); :func:`wyre.metrics.prometheus_collector`
+        serves them to Prometheus.
+        """
+        return self.counters.snapshot(self.connections.values())
+
     # -- connections and tasks (the package-internal interface) --------------
 
     def attach(self, transport: Transport) -> Connection:
@@ -164,6 +184,8 @@ class Endpoint:
         """
         connection = Connection(self, transport)
         self.connections[connection.id] = connection
+        self.counters.opened += 1
+        connection.log(logging.DEBUG, "opened, subprotocol %s", connection.subprotocol)
         if self._refusing is not None:  # shutting down: close it straight away
             connection.close(*self._refusing)
             return connection
@@ -172,10 +194,16 @@ class Endpoint:
 
     def detach(self, connection: Connection) -> None:
         """A connection closed: forget it and emit ``close`` (called by the Connection)."""
-        self.connections.pop(connection.id, None)
+        self.counters.retire(connection, self.connections)
         handler = self.router.untyped.get("close")
         if handler is not None:
-            self.reporter.call(handler, connection.close_code, connection.close_reason, connection)
+            self.reporter.call(
+                handler,
+                connection.close_code,
+                connection.close_reason,
+                connection,
+                connection=connection,
+            )
 
     def spawn(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run ``awaitable`` in a task that close() waits for (then cancels)."""

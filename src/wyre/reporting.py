@@ -31,6 +31,7 @@ from .runner import close_unstarted
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .metrics import Counters
 
 __all__ = ["LOG_BURST", "LOG_WINDOW", "MAX_ERROR_TASKS", "Log", "Reporter"]
 
@@ -73,8 +74,14 @@ class Log:
         connection: Connection | None = None,
         exc: BaseException | None = None,
         kind: str | None = None,
+        stacklevel: int = 1,
     ) -> None:
-        """Emit one record; ``kind`` puts it under that kind's rate limit."""
+        """Emit one record; ``kind`` puts it under that kind's rate limit.
+
+        ``connection`` puts its id in the record as ``connection_id``.
+        ``stacklevel`` says whose line the record names, as in
+        :meth:`logging.Logger.log` (1: the caller's).
+        """
         if not self.enabled(level):
             return
         if kind is not None and not self._allow(kind, level):
@@ -82,10 +89,12 @@ class Log:
         exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
         extra = None if connection is None else {"connection_id": connection.id}
         if self.level is None:
-            self.logger.log(level, msg, *args, exc_info=exc_info, extra=extra, stacklevel=2)
+            self.logger.log(
+                level, msg, *args, exc_info=exc_info, extra=extra, stacklevel=stacklevel + 1
+            )
             return
         # The endpoint's own level decided; the shared logger's level must not veto it.
-        frame = sys._getframe(1)
+        frame = sys._getframe(stacklevel)
         record = self.logger.makeRecord(
             self.logger.name, level, frame.f_code.co_filename, frame.f_lineno, msg, args,
             exc_info, frame.f_code.co_name, extra,
@@ -93,8 +102,9 @@ class Log:
         self.logger.handle(record)
 
     def debug(self, msg: str, *args: Any, connection: Connection | None = None) -> None:
+        """:meth:`log` at DEBUG level."""
         if self.enabled(logging.DEBUG):
-            self.log(logging.DEBUG, msg, *args, connection=connection)
+            self.log(logging.DEBUG, msg, *args, connection=connection, stacklevel=2)
 
     def _allow(self, kind: str, level: int) -> bool:
         now = time.monotonic()
@@ -122,19 +132,23 @@ class Reporter:
         log: the endpoint's :class:`Log`.
         error_handler: returns the application's ``error`` handler, or None.
         spawn: runs a coroutine ``error`` handler in a task the endpoint tracks.
+        counters: the endpoint's counts, where failures of the application's
+            code are counted (``handler_errors``).
     """
 
-    __slots__ = ("_error_handler", "_running", "_spawn", "log")
+    __slots__ = ("_counters", "_error_handler", "_running", "_spawn", "log")
 
     def __init__(
         self,
         log: Log,
         error_handler: Callable[[], Callable[..., Any] | None],
         spawn: Callable[[Any], asyncio.Future[Any]],
+        counters: Counters,
     ) -> None:
         self.log = log
         self._error_handler = error_handler
         self._spawn = spawn
+        self._counters = counters
         self._running = 0
 
     def report(
@@ -148,13 +162,19 @@ class Reporter:
         """Report ``error``: the single decision between the ``error`` event and the log.
 
         ``raised_by`` is the application handler that raised it: the error
-        is then logged with its traceback (and still goes to the ``error``
-        handler, unless that handler is the one that raised). ``kind`` is
-        the rate-limit bucket of the log line.
+        is then counted in ``handler_errors`` and logged with its traceback
+        (and still goes to the ``error`` handler, unless that handler is the
+        one that raised). ``kind`` is the rate-limit bucket of the log line.
+        The log line names the connection: ``connection``, else the one a
+        :class:`~wyre.WyreError` carries.
         """
-        if connection is not None and isinstance(error, WyreError) and error.connection is None:
-            error.connection = connection
+        if isinstance(error, WyreError):
+            if error.connection is None:
+                error.connection = connection
+            elif connection is None:
+                connection = error.connection
         if raised_by is not None:
+            self._counters.handler_errors += 1
             self.log.log(
                 logging.ERROR, "handler %r raised", raised_by, connection=connection, exc=error,
                 kind="handler raised",
@@ -167,19 +187,23 @@ class Reporter:
                     kind=kind,
                 )  # fmt: skip
             return
-        self.call(handler, error)
+        self.call(handler, error, connection=connection)
 
-    def call(self, handler: Callable[..., Any], *args: Any) -> None:
+    def call(
+        self, handler: Callable[..., Any], *args: Any, connection: Connection | None = None
+    ) -> None:
         """Run an event handler (``connection``, ``close``, ``error``); never raises.
 
         A coroutine handler runs in a task. Coroutine ``error`` handlers are
         capped at :data:`MAX_ERROR_TASKS` at once, so a flood of bad frames
         cannot pile up tasks: past it, the error is logged instead.
+        ``connection`` is the one the event is about, named in the log line
+        should the handler raise.
         """
         try:
             result = handler(*args)
         except Exception as exc:
-            self.report(exc, raised_by=handler)
+            self.report(exc, connection=connection, raised_by=handler)
             return
         if result is None or not isawaitable(result):
             return
@@ -189,18 +213,24 @@ class Reporter:
                 close_unstarted(result)
                 self.log.log(
                     logging.WARNING, "error handler busy; not reported to it: %s", args[0],
-                    kind="error handler busy",
+                    connection=connection, kind="error handler busy",
                 )  # fmt: skip
                 return
             self._running += 1
-        task = self._spawn(self._await(handler, result, is_error))
+        task = self._spawn(self._await(handler, result, is_error, connection))
         del task
 
-    async def _await(self, handler: Callable[..., Any], awaitable: Any, is_error: bool) -> None:
+    async def _await(
+        self,
+        handler: Callable[..., Any],
+        awaitable: Any,
+        is_error: bool,
+        connection: Connection | None,
+    ) -> None:
         try:
             await awaitable
         except Exception as exc:
-            self.report(exc, raised_by=handler)
+            self.report(exc, connection=connection, raised_by=handler)
         finally:
             if is_error:
                 self._running -= 1

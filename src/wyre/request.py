@@ -142,7 +142,8 @@ class Delivery(Pending):
             return
         future.set_exception(exc)
         future.exception()  # retrieved: an awaiter still gets it
-        self._connection._log.debug("%s failed: %s", self.describe(), exc)
+        connection = self._connection
+        connection._log.debug("%s failed: %s", self.describe(), exc, connection=connection)
         if self._callback is not None:
             call_back(self._callback, self._connection, exc)
 

@@ -12,6 +12,7 @@ from .connection import Connection
 from .endpoint import Endpoint
 from .hub import Hub
 from .peer import Peer
+from .metrics import Stats
 from .reporting import Log
 from .transport import Listener
 from .transports import driver
@@ -142,6 +143,14 @@ class Server(Endpoint):
         self._port = self._listener.port
         self._closed = asyncio.Event()
         self.reporter.log.log(logging.INFO, "listening on %s:%s", host or "*", self.port)
+
+    def stats(self) -> Stats:
+        """What this server has done so far, and its connections' state now.
+
+        As :meth:`Endpoint.stats <wyre.Client.stats>` (see
+        :class:`~wyre.metrics.Stats`), with the handshakes refused by status.
+        """
+        return self.counters.snapshot(self.connections.values(), self.admission.refused_by_status)
 
     def attach(self, transport: Transport) -> Connection:
         connection = super().attach(transport)

@@ -148,6 +148,15 @@ class Receiver(Protocol):
     def connection_lost(self, code: int, reason: str) -> None:
         """The socket is closed; called exactly once."""
 
+    def log(self, level: int, msg: str, *args: Any, stacklevel: int = 1) -> None:
+        """Log a record about this connection (``msg % args``, formatted only if enabled).
+
+        A driver logs what it has to say about an open socket here rather
+        than to ``options.logger``: the record then carries the connection's
+        id and follows its endpoint's ``log_level``. Before ``on_open``
+        returned there is no receiver, and records go to ``options.logger``.
+        """
+
 
 OnOpen = Callable[[Transport], Receiver]
 """Called by a driver for each socket whose handshake completed."""

@@ -273,6 +273,7 @@ class PicowsTransport(WSListener):
         """Fail the connection (RFC 6455 7.1.7): send a close frame, then drop the socket."""
         if self._close_sent is not None:
             return  # already closing: the peer's answer or close_timeout ends it
+        self._debug("failing the connection: %s %s", code, reason)
         self._send_close(code, reason)
         self._disconnect()
 
@@ -304,9 +305,18 @@ class PicowsTransport(WSListener):
         self.flush()
 
     def _keepalive_expired(self) -> None:
+        self._debug("keepalive ping timed out: dropping the socket")
         if self._close_sent is None:
             self._send_close(*KEEPALIVE_TIMEOUT)  # best effort: the peer may be gone
         self.abort()
+
+    def _debug(self, msg: str, *args: Any) -> None:
+        """A debug record about this socket: the connection's once it opened (its id, its level)."""
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.log(logging.DEBUG, msg, *args, stacklevel=2)
+        else:
+            self._options.logger.debug(msg, *args, stacklevel=2)
 
     # -- Transport --------------------------------------------------------------
 

@@ -20,6 +20,7 @@ while handling what one read brought) go out in a single
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -240,7 +241,7 @@ class WebsocketsTransport(asyncio.Protocol):
                 if self._keepalive is not None:
                     self._keepalive.pong(frame.data)  # type: ignore[arg-type]
             elif opcode is CLOSE:
-                self._options.logger.debug("close frame received: %s", self._protocol.close_rcvd)
+                self._debug("close frame received: %s", self._protocol.close_rcvd)
             # a PING is answered by the protocol itself
 
     def eof_received(self) -> bool | None:
@@ -274,7 +275,6 @@ class WebsocketsTransport(asyncio.Protocol):
             status = self._lost_status or close_status(
                 _status(protocol.close_rcvd), _status(protocol.close_sent)
             )
-            self._options.logger.debug("websocket closed: %s %r", *status)
             receiver.connection_lost(*status)
         elif self._opened is not None and not self._opened.done():
             cause = protocol.handshake_exc or exc
@@ -374,7 +374,6 @@ class WebsocketsTransport(asyncio.Protocol):
     async def close(self, code: int, reason: str) -> None:
         if not self._closing:
             self._protocol.send_close(code, reason)  # raises for a code one may not send
-            self._options.logger.debug("closing with %s %r", code, reason)
             self._dropping = True
             self._backlog = None
             self._route()
@@ -577,7 +576,6 @@ class WebsocketsTransport(asyncio.Protocol):
             self._listener.handshake_ended(self)
         options = self._options
         self.subprotocol = self._protocol.subprotocol
-        options.logger.debug("websocket open, subprotocol %s", self.subprotocol)
         if wanted(options, self.subprotocol):
             assert options.ping_interval is not None
             self._keepalive = Keepalive(
@@ -598,7 +596,7 @@ class WebsocketsTransport(asyncio.Protocol):
 
     def _fail(self, code: int, reason: str) -> None:
         """A frame broke wyre's rules: fail the connection with ``code``."""
-        self._options.logger.debug("failing the connection: %s %s", code, reason)
+        self._debug("failing the connection: %s %s", code, reason)
         self._protocol.fail(code, reason)
         self._dropping = True
         self._route()
@@ -619,7 +617,7 @@ class WebsocketsTransport(asyncio.Protocol):
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
-        self._options.logger.debug("closing handshake timed out: dropping the socket")
+        self._debug("closing handshake timed out: dropping the socket")
         self.abort()
 
     def _open_timed_out(self) -> None:
@@ -633,9 +631,17 @@ class WebsocketsTransport(asyncio.Protocol):
 
     def _keepalive_expired(self) -> None:
         self._keepalive = None
-        self._options.logger.debug("keepalive ping timed out: dropping the socket")
+        self._debug("keepalive ping timed out: dropping the socket")
         self._lost_status = KEEPALIVE_TIMEOUT
         self.abort()
+
+    def _debug(self, msg: str, *args: Any) -> None:
+        """A debug record about this socket: the connection's once it opened (its id, its level)."""
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.log(logging.DEBUG, msg, *args, stacklevel=2)
+        else:
+            self._options.logger.debug(msg, *args, stacklevel=2)
 
     def refuse(self) -> None:
         """Answer a handshake in progress with HTTP 503 (the server stops accepting)."""

@@ -41,6 +41,7 @@ async def pair_with(
         server.on("message", "note", lambda ctx: None)
 
         @server.on("request", "boom")
+        @server.on("message", "boom")
         def boom(ctx: wyre.Context) -> None:
             raise ValueError("boom")
 
@@ -69,16 +70,17 @@ async def test_counts_after_known_traffic(transport: str) -> None:
             await conn.request({"type": "boom"})
         for n in range(3):
             await conn.send({"type": "note", "n": n})
+        await conn.send({"type": "boom"})
         for n in range(5):  # the last reply proves the server read everything before it
             assert (await conn.request({"type": "echo", "n": n})).message["n"] == n
 
         ours, theirs = client.stats(), server.stats()
-        # held + its CANCEL + boom + 3 notes + 5 echoes; an ERROR and 5 replies back
-        assert (theirs.frames_received, theirs.frames_sent) == (11, 6)
-        assert (ours.frames_sent, ours.frames_received) == (11, 6)
-        assert theirs.bytes_received == ours.bytes_sent > 11
+        # held + its CANCEL + 2 booms + 3 notes + 5 echoes; an ERROR and 5 replies back
+        assert (theirs.frames_received, theirs.frames_sent) == (12, 6)
+        assert (ours.frames_sent, ours.frames_received) == (12, 6)
+        assert theirs.bytes_received == ours.bytes_sent > 12
         assert theirs.bytes_sent == ours.bytes_received > 6
-        assert (theirs.handler_errors, theirs.requests_timed_out, theirs.bad_frames) == (1, 0, 0)
+        assert (theirs.handler_errors, theirs.requests_timed_out, theirs.bad_frames) == (2, 0, 0)
         assert (ours.handler_errors, ours.requests_timed_out, ours.bad_frames) == (0, 1, 0)
         for stats in (ours, theirs):
             assert (stats.connections_open, stats.connections_opened) == (1, 1)
@@ -190,7 +192,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def test_prometheus_exposition_is_scraped_over_http(transport: str) -> None:
     registry = CollectorRegistry()
-    async with pair_with(transport, authenticate=lambda h: None) as (server, client, conn, _):
+    async with pair_with(transport) as (server, client, conn, _):
         registry.register(prometheus_collector(server, labels={"server": "chat"}))
         httpd, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
         try:

@@ -25,6 +25,7 @@ from wyre.metrics import Stats, prometheus_collector
 from .conftest import close_pair, eventually, open_pair, seconds
 from .proxy import Gated, hold_requests, in_flight, raw_client
 from .test_admission import raw_status, request_bytes
+from .test_cluster import cluster
 from .test_docs import ROOT, python_blocks, run_script
 from .test_driver_conformance import TEXT
 from .test_driver_conformance import raw_client as raw_socket
@@ -121,6 +122,19 @@ def allow_friends(handshake: wyre.Handshake) -> str:
     if handshake.headers.get("x-friend") != "yes":
         raise wyre.Reject(403, "friends only")
     return "friend"
+
+
+async def test_a_request_to_another_node_that_times_out_counts(redis_url: str) -> None:
+    async with cluster(redis_url) as (a, b):
+
+        @b.client.on("request", "slow")
+        async def slow(ctx: wyre.Context) -> None:
+            await asyncio.sleep(3600)
+
+        peer = a.server.peer(b.remote(0).id)
+        with pytest.raises(wyre.RequestTimeout):
+            await asyncio.wait_for(peer.request({"type": "slow"}, timeout=seconds(0.2)), seconds(5))
+        assert a.server.stats().requests_timed_out == 1
 
 
 async def test_handshakes_refused_by_status_and_bad_frames(transport: str) -> None:

@@ -495,6 +495,7 @@ class Hub:
         if call is None:
             return
         call.timer = None
+        self.server.counters.timed_out += 1
         if call.delivery is not None:
             call.delivery._timed_out()
         elif call.done is not None and not call.done.done():

@@ -23,6 +23,7 @@ from .exceptions import RequestTimeout
 from .protocol.pending import Pending
 
 if TYPE_CHECKING:
+    from .connection import Connection
     from .context import Context
     from .endpoint import Endpoint
     from .reporting import Log
@@ -64,10 +65,14 @@ def call_back(callback: Callback, owner: Owner, *args: Any) -> None:
     try:
         callback(*args)
     except Exception as exc:
-        from .connection import Connection  # at call time: connection imports this module
+        owner.endpoint.reporter.report(exc, connection=_connection_of(owner), raised_by=callback)
 
-        connection = owner if isinstance(owner, Connection) else None
-        owner.endpoint.reporter.report(exc, connection=connection, raised_by=callback)
+
+def _connection_of(owner: Owner) -> Connection | None:
+    """The connection ``owner`` is, for log records; None for a cluster's hub."""
+    from .connection import Connection  # at call time: connection imports this module
+
+    return owner if isinstance(owner, Connection) else None
 
 
 class Delivery(Pending):
@@ -142,8 +147,8 @@ class Delivery(Pending):
             return
         future.set_exception(exc)
         future.exception()  # retrieved: an awaiter still gets it
-        connection = self._connection
-        connection._log.debug("%s failed: %s", self.describe(), exc, connection=connection)
+        owner = self._connection
+        owner._log.debug("%s failed: %s", self.describe(), exc, connection=_connection_of(owner))
         if self._callback is not None:
             call_back(self._callback, self._connection, exc)
 

@@ -11,8 +11,8 @@ from .admission import Admission
 from .connection import Connection
 from .endpoint import Endpoint
 from .hub import Hub
-from .peer import Peer
 from .metrics import Stats
+from .peer import Peer
 from .reporting import Log
 from .transport import Listener
 from .transports import driver

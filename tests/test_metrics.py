@@ -33,7 +33,7 @@ from .test_driver_conformance import raw_client as raw_socket
 
 @asynccontextmanager
 async def pair_with(
-    transport: str, **server_options: Any
+    transport: str, codec: str = "json", **server_options: Any
 ) -> AsyncIterator[tuple[wyre.Server, wyre.Client, wyre.Connection, wyre.Connection]]:
     """(server, client, client's connection, server's connection), closed afterwards."""
 
@@ -49,7 +49,7 @@ async def pair_with(
         hold_requests(server)  # every other type: kept unanswered
 
     server, client, conn, peer = await open_pair(
-        transport, {"close_timeout": seconds(2), **server_options}, prepare=prepare
+        transport, {"close_timeout": seconds(2), **server_options}, prepare=prepare, codec=codec
     )
     try:
         yield server, client, conn, peer
@@ -61,8 +61,8 @@ def traffic(stats: Stats) -> tuple[int, int, int, int]:
     return stats.frames_received, stats.frames_sent, stats.bytes_received, stats.bytes_sent
 
 
-async def test_counts_after_known_traffic(transport: str) -> None:
-    async with pair_with(transport) as (server, client, conn, _):
+async def test_counts_after_known_traffic(transport: str, codec: str) -> None:
+    async with pair_with(transport, codec) as (server, client, conn, _):
         # A request nobody answers times out; the client tells the server (CANCEL).
         with pytest.raises(wyre.RequestTimeout):
             await conn.request({"type": "held"}, timeout=seconds(0.2))
@@ -98,8 +98,8 @@ async def test_counts_after_known_traffic(transport: str) -> None:
             assert traffic(stats) == traffic(before)
 
 
-async def test_requests_in_flight_both_ways(transport: str) -> None:
-    server, client, conn, peer = await open_pair(transport)
+async def test_requests_in_flight_both_ways(transport: str, codec: str) -> None:
+    server, client, conn, peer = await open_pair(transport, codec=codec)
     try:
         at_server, at_client = Gated(server, type="slow"), Gated(client, type="slow")
         to_server = [in_flight(conn.request({"type": "slow", "n": n})) for n in range(3)]

@@ -46,12 +46,13 @@ class Stats:
     ACK and CANCEL frames. WebSocket control frames (ping, pong, close) are
     not counted. *Bytes* are the length of each frame's payload as wyre
     handles it, before the transport adds WebSocket framing or compression:
-    for a payload handled as bytes (a binary frame, what the orjson codec
-    writes) its bytes; for one handled as text (what the standard library
-    codec writes, every text frame received) its characters, which are its
-    UTF-8 bytes as long as the text is ASCII and fewer otherwise. That
-    length is what costs nothing to take, and it is the same on every
-    transport; the bytes on the wire would have to be counted by the driver.
+    for a payload handled as bytes (what the orjson and MessagePack codecs
+    write, every binary frame received) its bytes; for one handled as text
+    (what the standard library codec writes, every text frame received) its
+    characters, which are its UTF-8 bytes as long as the text is ASCII and
+    fewer otherwise. That length is what costs nothing to take, and it is
+    the same on every transport; the bytes on the wire would have to be
+    counted by the driver.
     """
 
     connections_open: int

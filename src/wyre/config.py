@@ -7,7 +7,8 @@ only ever used when asked for.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from .handshake import Handshake
     from .transport import Driver
 
-__all__ = ["LOG_LEVELS", "Options", "TransportName", "log_level"]
+__all__ = ["LOG_LEVELS", "Options", "Reconnect", "TransportName", "log_level"]
 
 TransportName = Literal["websockets", "picows"]
 
@@ -153,6 +154,15 @@ class Options:
     """Server: listen with ``SO_REUSEPORT``, so that several processes share one port
     and the kernel spreads connections over them (what ``wyre serve --workers``
     does). Linux, BSD and macOS only."""
+    reconnect: bool | Mapping[str, float | int | None] = False
+    """Client: when a connection's socket is lost (not closed by this side, nor by the
+    server with 1000 or 1008), open a new one for the same Connection object, with
+    exponential backoff and full jitter. True, or a dict of ``initial_delay``
+    (0.5 s), ``max_delay`` (30 s) and ``max_attempts`` (None: for ever). What was
+    pending on the lost socket fails with ConnectionClosed (never replayed); sends
+    and requests made meanwhile wait for the new socket within their timeout.
+    Events: ``reconnecting`` (attempt, delay, connection), ``reconnected``
+    (connection)."""
     client_script: str | None = None
     """Server: answer a plain HTTP ``GET`` for this path (e.g. ``"/wyre.js"``) on the
     WebSocket port with the JavaScript client module (with an ``ETag``; 304 when
@@ -210,6 +220,16 @@ class Options:
             ("redis://", "rediss://", "unix://")
         ):
             raise ValueError(f"unknown backplane {self.backplane!r}: use a redis:// URL")
+        if not isinstance(self.reconnect, bool):
+            if not isinstance(self.reconnect, Mapping):
+                raise TypeError("reconnect must be True, False or a dict of settings")
+            unknown = set(self.reconnect) - {"initial_delay", "max_delay", "max_attempts"}
+            if unknown:
+                raise ValueError(
+                    f"unknown reconnect setting {sorted(unknown)[0]!r}: "
+                    "use initial_delay, max_delay, max_attempts"
+                )
+            self.reconnect_policy  # noqa: B018 (validates the values)
         if self.client_script is not None and (
             not isinstance(self.client_script, str) or not self.client_script.startswith("/")
         ):
@@ -224,6 +244,15 @@ class Options:
             ):
                 raise TypeError("origins must be a list of strings (or None entries)")
             object.__setattr__(self, "origins", tuple(self.origins))
+
+    @property
+    def reconnect_policy(self) -> Reconnect | None:
+        """``reconnect`` as a :class:`Reconnect`, or None when it is off."""
+        if self.reconnect is False:
+            return None
+        if self.reconnect is True:
+            return Reconnect()
+        return Reconnect(**self.reconnect)  # type: ignore[arg-type]
 
     @property
     def level(self) -> int | None:
@@ -267,6 +296,28 @@ class Options:
                 (the message says how to install it).
         """
         return msgpack_codec() if self.speaks_msgpack else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """How a client reconnects: the delay before attempt n is uniform in
+    [0, min(max_delay, initial_delay * 2**(n-1))] ("full jitter", so that
+    clients dropped together do not come back in step)."""
+
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_seconds("reconnect initial_delay", self.initial_delay)
+        _check_seconds("reconnect max_delay", self.max_delay)
+        if self.max_attempts is not None:
+            _check_count("reconnect max_attempts", self.max_attempts)
+
+    def delay(self, attempt: int) -> float:
+        """The randomised delay before attempt ``attempt`` (from 1)."""
+        ceiling = min(self.max_delay, self.initial_delay * 2 ** min(attempt - 1, 62))
+        return random.uniform(0, ceiling)
 
 
 def _check_count(name: str, value: object) -> None:

@@ -42,6 +42,7 @@ from .exceptions import (
     ConnectionClosed,
     LocalProtocolError,
     RequestError,
+    RequestTimeout,
     WyreError,
     preview,
 )
@@ -65,11 +66,18 @@ from .runner import Runner
 from .transport import TransportClosing
 
 if TYPE_CHECKING:
+    from .client import Client
     from .endpoint import Endpoint
     from .hub import Hub
     from .transport import Transport
 
 __all__ = ["Connection"]
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """A send nobody awaits fails quietly (the callback, if any, was told)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _Unset:
@@ -156,8 +164,10 @@ class Connection:
         "_log",
         "_loop",
         "_partials_held",
+        "_reconnecting",
         "_reporter",
         "_request_timeout",
+        "_reviver",
         "_runner",
         "_sends",
         "_session",
@@ -178,13 +188,13 @@ class Connection:
     def __init__(self, endpoint: Endpoint, transport: Transport) -> None:
         self.id = str(uuid.uuid4())
         self.endpoint = endpoint
-        self.extensions = extensions_agreed(transport.subprotocol)
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.handshake = transport.handshake
         self.identity = transport.identity
-        self._transport = transport
         self._loop = asyncio.get_running_loop()
+        self._reconnecting: asyncio.Future[None] | None = None  # waiting for a new socket
+        self._reviver: Client | None = None  # the client that reconnects this connection
         self._closing: asyncio.Task[None] | None = None
         self._close_request: tuple[int, str] | None = None  # what close() was called with
         # New work held while the connection handler runs, or _DROP once shutting down.
@@ -205,7 +215,19 @@ class Connection:
         self._log = endpoint.reporter.log
         self._find_request = endpoint.router.find_request
         self._find_message = endpoint.router.find_message
-        envelope = endpoint.envelope_for(transport.subprotocol)
+        self._bind(transport)
+
+    def _bind(self, transport: Transport) -> None:
+        """Take ``transport`` as this connection's socket: a fresh session, flow and runner.
+
+        Called once when the connection opens, and again by a reconnecting
+        :class:`~wyre.Client` for each new socket (what the old one had
+        pending was failed when it was lost).
+        """
+        options = self.endpoint.options
+        self._transport = transport
+        self.extensions = extensions_agreed(transport.subprotocol)
+        envelope = self.endpoint.envelope_for(transport.subprotocol)
         self.codec = envelope.codec
         self._session = Session(
             envelope,
@@ -341,6 +363,8 @@ class Connection:
             ConnectionClosed, RequestTimeout, CodecError, LocalProtocolError:
                 from the awaitable (or to the callback).
         """
+        if self._reconnecting is not None:
+            return self._send_later(message, options, callback, ack, timeout, binary)
         if options is not None:
             callback, binary = _split_options(options, callback)
         if ack is None:
@@ -396,6 +420,8 @@ class Connection:
                 many pending requests; nothing was sent), LocalProtocolError,
                 CodecError: from the awaitable (or to the callback).
         """
+        if self._reconnecting is not None:
+            return self._request_later(message, options, callback, timeout, binary)
         if options is not None:
             callback, binary = _split_options(options, callback)
         request = Request(self, callback)
@@ -426,6 +452,9 @@ class Connection:
             )
         if len(reason.encode()) > 123:
             raise ValueError("a close reason is at most 123 bytes of UTF-8")
+        if self._reconnecting is not None and self._reviver is not None:
+            self._close_request = (code, reason)
+            self._reviver._give_up(self, code, reason)  # no socket to close
         if self._closing is None:
             self._close_request = (code, reason)
             self._closing = self._loop.create_task(self._close(code, reason))
@@ -602,7 +631,97 @@ class Connection:
             self._greeting.cancel()
         self._runner.cancel_all()
         self._flow.lost(error)
+        reviver = self._reviver
+        if reviver is not None and self._close_request is None and reviver._revive(self):
+            return  # the client opens a new socket for this connection
         self.endpoint.detach(self)
+
+    # -- reconnection (a Client with the reconnect option) ---------------------
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the socket was lost and a new one is being opened (see ``reconnect``).
+
+        Meanwhile ``closed`` is True, and sends and requests wait for the new
+        socket, each within its timeout.
+        """
+        return self._reconnecting is not None
+
+    def _rebind(self, transport: Transport) -> Connection:
+        """The new socket of a reconnecting connection (the driver's ``on_open``)."""
+        self._bind(transport)
+        self.close_code = self.close_reason = None
+        self._closing = None
+        self._close_request = None
+        self._partials_held = 0
+        return self
+
+    async def _reconnected(self, within: float | _Unset | None) -> float | None:
+        """Wait for the new socket within ``within`` seconds; returns the time left of it.
+
+        Raises:
+            RequestTimeout: no new socket in time.
+            ConnectionClosed: the client gave up reconnecting.
+        """
+        if within is UNSET:
+            within = self._request_timeout
+        assert not isinstance(within, _Unset)
+        started = self._loop.time()
+        waiter = self._reconnecting
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), within)
+            except TimeoutError:
+                raise RequestTimeout(f"not reconnected within {within:g} s") from None
+        if within is None:
+            return None
+        return max(0.0, within - (self._loop.time() - started))
+
+    def _send_later(
+        self, message: Any, options: Any, callback: Callback | None, ack: bool | None,
+        timeout: float | _Unset | None, binary: bool,
+    ) -> Awaitable[None]:  # fmt: skip
+        """A send made while reconnecting: it goes on the new socket, or fails in time."""
+
+        async def later() -> None:
+            try:
+                left = await self._reconnected(timeout)
+            except WyreError as exc:
+                if callback is not None:
+                    call_back(callback, self, exc)
+                raise
+            await self.send(message, options, callback, ack=ack, timeout=left, binary=binary)
+
+        task = self.endpoint.spawn(later())
+        task.add_done_callback(_retrieved)
+        return task
+
+    def _request_later(
+        self, message: Any, options: Any, callback: Callback | None,
+        timeout: float | _Unset | None, binary: bool,
+    ) -> Request:  # fmt: skip
+        """A request made while reconnecting: sent on the new socket, within its timeout."""
+        if options is not None:
+            callback, binary = _split_options(options, callback)
+        request = Request(self, callback)
+
+        async def later() -> None:
+            try:
+                left = await self._reconnected(timeout)
+            except WyreError as exc:
+                request._fail(exc)
+                return
+            if request.done():  # given up meanwhile
+                return
+            try:
+                self._session.request(message, request, binary)
+            except WyreError as exc:
+                request._fail(exc)
+                return
+            self._watch(request, left)
+
+        self.endpoint.spawn(later())
+        return request
 
     # -- incoming ----------------------------------------------------------
 

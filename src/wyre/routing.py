@@ -17,7 +17,9 @@ __all__ = ["EVENTS", "Handler", "Router"]
 Handler = Callable[..., Any]
 """A plain or coroutine function; its arguments depend on the event."""
 
-EVENTS: Final = frozenset({"connection", "message", "request", "close", "error"})
+EVENTS: Final = frozenset(
+    {"connection", "message", "request", "close", "error", "reconnecting", "reconnected"}
+)
 
 
 class Router:

@@ -43,8 +43,14 @@ class Backplane(Protocol):
     async def stop(self) -> None:
         """Remove this node's records and disconnect (bounded)."""
 
-    async def publish(self, node: str | None, data: bytes) -> None:
-        """Send an envelope to one node (None: every node's broadcast channel)."""
+    async def publish(self, node: str | None, data: bytes) -> int:
+        """Send an envelope to one node (None: every node's broadcast channel).
+
+        Envelopes must arrive in the order of the calls (a request's partials
+        and its reply are published one after another, without waiting).
+        Returns how many subscribers got it: 0 when nobody listens on that
+        channel (the node is dead, or reconnecting).
+        """
 
     async def locate(self, connection_id: str) -> str | None:
         """The live node holding a connection, or None."""

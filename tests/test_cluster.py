@@ -389,3 +389,36 @@ async def test_calls_to_a_node_that_loses_redis_alone_end_soon(redis_url: str) -
     finally:
         await observer.aclose()
         await proxy.close()
+
+
+async def test_groups_a_node_has_no_members_in_any_more_leave_no_record(redis_url: str) -> None:
+    """Per-user groups come and go: a node's record of its groups must not grow forever."""
+    import redis.asyncio as redis
+
+    async with cluster(redis_url, clients=2) as (a, b):
+        backplane = a.server.hub.backplane
+        assert isinstance(backplane, wyre.RedisBackplane)
+        observer = redis.Redis.from_url(redis_url)
+
+        async def groups_of(node: Node) -> set[str]:
+            key = f"{backplane.prefix}:ng:{node.server.node_id}"
+            return {name.decode() for name in await observer.smembers(key)}
+
+        try:
+            names = [f"user:{n}" for n in range(50)]
+            for name in names:
+                await a.remote(0).join(name)
+            await a.remote(1).join("user:0")
+            await b.remote(0).join("user:0")
+            assert await groups_of(a) == set(names)
+            for name in names:
+                await a.remote(0).leave(name)
+            assert await groups_of(a) == {"user:0"}  # remote(1) is still in it
+            assert await groups_of(b) == {"user:0"}
+            await a.conns[1].close()  # its memberships end with it
+            async with asyncio.timeout(seconds(5)):
+                while await groups_of(a):
+                    await asyncio.sleep(0.01)
+            assert await a.server.presence("user:0") == {b.remote(0).id: b.server.node_id}
+        finally:
+            await observer.aclose()

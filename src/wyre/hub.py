@@ -188,6 +188,10 @@ class Hub:
         if self.backplane is not None and self.started:
             self.backplane.closed(connection.id, groups)
 
+    def has_members(self, name: str) -> bool:
+        """Whether a connection of this node is in group ``name`` (now, not when queued)."""
+        return name in self._groups
+
     def snapshot(self) -> tuple[list[str], list[tuple[str, str]]]:
         """This node's connections and (group, connection) memberships, to re-announce."""
         memberships = [(g, c) for g, members in self._groups.items() for c in members]

@@ -501,11 +501,15 @@ class RedisBackplane:
             pipe.srem(self._key("nc", node), op[1])
             for group in op[2]:
                 pipe.hdel(self._key("g", group), op[1])
+                if not hub.has_members(group):  # else {p}:ng:{id} would only ever grow
+                    pipe.srem(self._key("ng", node), group)
         elif kind == "join":
             pipe.hset(self._key("g", op[1]), op[2], node)
             pipe.sadd(self._key("ng", node), op[1])
         elif kind == "leave":
             pipe.hdel(self._key("g", op[1]), op[2])
+            if not hub.has_members(op[1]):
+                pipe.srem(self._key("ng", node), op[1])
         else:  # "all": replace every record of this node with its present state
             connections, memberships = hub.snapshot()
             pipe.set(self._key("node", node), "1", px=int(self.node_ttl * 1000))

@@ -646,7 +646,7 @@ def cluster_markdown(report: Report) -> list[str]:
         rows.append(
             [row.split(":", 1)[1], number(us, 1) if us is not None else "",
              number(report.median(row, "reads"), 2), number(report.median(row, "commands"), 2),
-             number(report.median(row, "bytes")), number(left) if left is not None else "",
+             number(report.median(row, "bytes")), f"{round(left):,}" if left is not None else "",
              report.texts.get(row, "")]
         )  # fmt: skip
     if (bad := problem_row(report, "cluster-membership", "membership", len(header))) is not None:

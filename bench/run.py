@@ -1,6 +1,9 @@
 """Benchmark driver: runs every server, client, stream and memory benchmark; prints markdown.
 
-Usage: ``python bench/run.py [--quick | --tiny] [--out FILE] [--only NAMES] [--strict]``
+Usage: ``python bench/run.py [--quick | --tiny] [--out FILE] [--only | --skip NAMES] [--strict]``
+
+``--only cluster`` runs just the cluster section (``cluster.py``: nodes on a
+private Redis, broadcast against python-socketio's Redis manager).
 
 Each server runs in its own process pinned to the first CPU, the load generator
 (or benchmark client) in another pinned to the second. Systems are interleaved
@@ -34,6 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from cluster_nodes import NODES as CLUSTER_NODES
 from common import EXIT_UNAVAILABLE, READY, UNAVAILABLE, raise_nofile, rss_kib
 from servers import SERVERS
 
@@ -68,7 +72,12 @@ BROWSER_WORKLOADS = ["PIPE", "SEQ"]
 WORKLOADS = ["PIPE", "FAN", "SEQ"]
 PACKAGES = [
     "pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson", "msgpack",
+    "redis",
 ]  # fmt: skip
+CLUSTER = "cluster"  # the --only name of the cluster section
+CLUSTER_SYSTEMS = ["wyre", "wyre-fast", "socketio"]
+CLUSTER_TIMEOUT = {"full": 600.0, "quick": 300.0, "tiny": 120.0}
+CLUSTER_ABOUT = {name: node.about for name, node in CLUSTER_NODES.items()}
 CLIENT_ABOUT = {
     "websockets": "websockets asyncio client, asyncio loop, json, own key matching",
     "picows": "picows listener, uvloop, orjson, own key matching",
@@ -90,12 +99,13 @@ class Mode:
     settle: float  # pause before reading a server's RSS
     retries: int  # more tries of a measurement disturbed by other processes
     browser: bool  # run the browser phase (it needs Chromium: not in --tiny)
+    name: str  # cluster.py sizes its measurements by it
 
 
 MODES = {
-    "full": Mode(3, 1.0, 5.0, 100_000, (1000, 5000), 1.0, 2, True),
-    "quick": Mode(1, 0.25, 1.0, 20_000, (1000,), 0.3, 2, True),
-    "tiny": Mode(1, 0.02, 0.05, 10, (10,), 0.0, 0, False),
+    "full": Mode(3, 1.0, 5.0, 100_000, (1000, 5000), 1.0, 2, True, "full"),
+    "quick": Mode(1, 0.25, 1.0, 20_000, (1000,), 0.3, 2, True, "quick"),
+    "tiny": Mode(1, 0.02, 0.05, 10, (10,), 0.0, 0, False, "tiny"),
 }
 
 
@@ -274,6 +284,7 @@ class Report:
         self.failures: list[str] = []
         self.unavailable: list[str] = []
         self.disturbed: list[str] = []
+        self.texts: dict[str, str] = {}  # row -> a note that is no number
 
     def skip(self, row: str) -> bool:
         return row in self.problems
@@ -473,6 +484,52 @@ def browser(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
                 log(f"  {result['client']}: {result['workload']} {result['rate']:,.0f}")
 
 
+def cluster(mode: Mode, only: set[str], report: Report, logs: Path) -> None:
+    """The cluster section: ``cluster.py`` runs it all (Redis, nodes, load) and says how."""
+    if CLUSTER not in only:
+        return
+    log(
+        f"cluster (a private redis-server; nodes on CPU {SERVER_CPU}, load and Redis on {LOAD_CPU})"
+    )
+    with report.attempt(CLUSTER):
+        # Not pinned as a whole: cluster.py pins each of its processes itself.
+        results = run_tool(
+            script("cluster.py", "--mode", mode.name), CLUSTER_TIMEOUT[mode.name], logs
+        )
+        for r in results:
+            if "row" in r:
+                row = f"cluster-{r['row']}"
+                if "unavailable" in r:
+                    report.problems[row] = f"unavailable: {r['unavailable']}"
+                    report.unavailable.append(row)
+                else:
+                    report.problems[row] = f"FAILED: {r['failed']}"
+                    report.failures.append(f"{row}: {r['failed']}")
+                log(f"  {row}: {report.problems[row]}")
+                continue
+            measure = r.get("measure")
+            if measure == "peer":
+                values = report.values[f"cluster-peer:{r['path']}:{r['in_flight']}"]
+                for column in ("rate", "p50_ms", "p99_ms"):
+                    values[column].append(r[column])
+                log(f"  peer.request, {r['path']}, {r['in_flight']} in flight: {r['rate']:,.0f}/s")
+            elif measure == "broadcast":
+                values = report.values[f"cluster-broadcast:{r['system']}"]
+                for column in ("rate", "nodes_us_per_delivery", "nodes_cpu", "own_cpu", "lost"):
+                    values[column].append(r[column])
+                report.texts["cluster-broadcast"] = f"{r['members']:,}, {r['messages']}"
+                log(f"  broadcast, {r['system']}: {r['rate']:,.0f} deliveries/s")
+            elif measure == "membership":
+                row = f"cluster-membership:{r['operation']}"
+                for column in ("us", "bytes", "reads", "commands", "bytes_after_leaving"):
+                    if column in r:
+                        report.values[row][column].append(r[column])
+                calls = r["by_command"]
+                said = ", ".join(f"{name} {n:g}" for name, n in calls.items())
+                report.texts[row] = said.replace("|", " ")  # script|load: no table cell break
+                log(f"  {r['operation']}: {r['bytes']:,.0f} bytes, {r['commands']:.2f} commands")
+
+
 # -- markdown --------------------------------------------------------------
 
 
@@ -521,6 +578,115 @@ def machine() -> list[str]:
         f"- Python {platform.python_version()} ({platform.python_implementation()})",
         f"- packages: {', '.join(versions)}",
     ]
+
+
+def cluster_markdown(report: Report) -> list[str]:
+    """The cluster section's tables."""
+    out = [
+        "",
+        "## Cluster: nodes on Redis",
+        "",
+        f"A private `redis-server` (no persistence) started by `cluster.py`; node processes "
+        f"pinned to CPU {SERVER_CPU}, the load generator (picows clients on uvloop, the same "
+        f"for every system) and Redis to CPU {LOAD_CPU}.",
+        "",
+    ]
+    if (bad := problem_row(report, CLUSTER, "cluster", 2)) is not None:
+        return [*out, *table(["section", "problem"], [bad])]
+    out += [
+        "### `peer.request` across nodes",
+        "",
+        "Node A times `server.peer(id).request(echo)` round trips to a connection on node B "
+        "(A → Redis → B → client → B → Redis → A), beside the same through `peer()` to a "
+        "connection on A itself (no Redis). Both nodes share one CPU; the clients answer "
+        "with bare picows.",
+        "",
+    ]
+    header = ["path", "in flight", "round trips/s", "p50 ms", "p99 ms", "÷ local"]
+    rows = []
+    in_flights = sorted(
+        {int(row.rsplit(":", 1)[1]) for row in report.values if row.startswith("cluster-peer:")}
+    )
+    for in_flight in in_flights:
+        local = report.median(f"cluster-peer:local:{in_flight}", "rate")
+        for path in ("local", "cross-node"):
+            row = f"cluster-peer:{path}:{in_flight}"
+            rate = report.median(row, "rate")
+            rows.append(
+                [path, str(in_flight), number(rate), number(report.median(row, "p50_ms"), 2),
+                 number(report.median(row, "p99_ms"), 2), ratio(rate, local)]
+            )  # fmt: skip
+    if (bad := problem_row(report, "cluster-peer", "peer", len(header))) is not None:
+        rows.append(bad)
+    out += table(header, rows)
+    size = report.texts.get("cluster-broadcast", "")
+    members, _, messages = size.partition(", ")
+    out += [
+        "",
+        f"### Broadcast to a room of {members or 'N'} connections on 3 nodes",
+        "",
+        f"The members are spread over 3 node processes; one control connection asks node 0 "
+        f"for {messages or 'N'} broadcasts to the room, one after another, and the rate counts "
+        "deliveries from that request to the last one (every member must get every message, "
+        "once). wyre: `server.broadcast(msg, group=...)` with a `RedisBackplane`; socketio: "
+        "`sio.emit(event, msg, room=...)` with `socketio.AsyncRedisManager` on the same Redis, "
+        "its members speaking Engine.IO 4 / Socket.IO 5 packets. CPU per delivery sums the 3 "
+        "nodes' CPU time over the burst (10 ms clock ticks: rough for short bursts). A load "
+        "generator near 100% means the rate is a lower bound.",
+        "",
+    ]
+    header = ["system", "deliveries/s", "÷ socketio", "nodes' CPU µs/delivery",
+              "÷ socketio", "nodes' CPU", "load generator CPU", "lost"]  # fmt: skip
+    rows = []
+    base = report.median("cluster-broadcast:socketio", "rate")
+    base_us = report.median("cluster-broadcast:socketio", "nodes_us_per_delivery")
+    for name in CLUSTER_SYSTEMS:
+        row = f"cluster-broadcast:{name}"
+        if not ran(report, row):
+            continue
+        if (bad := problem_row(report, row, name, len(header))) is not None:
+            rows.append(bad)
+            continue
+        rate, us = report.median(row, "rate"), report.median(row, "nodes_us_per_delivery")
+        cpu, own = report.median(row, "nodes_cpu"), report.median(row, "own_cpu")
+        lost = sum(report.values[row]["lost"])
+        rows.append(
+            [name, number(rate), ratio(rate, base), number(us, 1),
+             ratio(base_us, us), f"{number(cpu and cpu * 100)}%", f"{number(own and own * 100)}%",
+             number(lost)]
+        )  # fmt: skip
+    out += table(header, rows)
+    out += ["", *(f"- `{name}`: {CLUSTER_ABOUT[name]}" for name in CLUSTER_SYSTEMS)]
+    out += [
+        "",
+        "### Presence and membership in Redis",
+        "",
+        "One wyre node on an empty prefix. `open`: N connections open (each is recorded in "
+        "the cluster's connection table). Then every one joins a group: one after another "
+        "(each `await conn.join()` is a round trip), all at once (the joins share round "
+        "trips), and one group each. From `INFO` before and after: bytes of `used_memory`, "
+        "read events (`total_reads_processed`: about one per round trip, heartbeats "
+        "included) and commands (`commandstats`) per operation; then the bytes still used "
+        "once every member left its group again.",
+        "",
+    ]
+    header = ["operation", "µs each", "round trips each", "commands each", "bytes each",
+              "bytes left after leaving", "commands"]  # fmt: skip
+    rows = []
+    for row in report.values:
+        if not row.startswith("cluster-membership:"):
+            continue
+        us, left = report.median(row, "us"), report.median(row, "bytes_after_leaving")
+        rows.append(
+            [row.split(":", 1)[1], number(us, 1) if us is not None else "",
+             number(report.median(row, "reads"), 2), number(report.median(row, "commands"), 2),
+             number(report.median(row, "bytes")), f"{round(left):,}" if left is not None else "",
+             report.texts.get(row, "")]
+        )  # fmt: skip
+    if (bad := problem_row(report, "cluster-membership", "membership", len(header))) is not None:
+        rows.append(bad)
+    out += table(header, rows)
+    return out
 
 
 def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed: float) -> str:
@@ -718,6 +884,8 @@ def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed
             cells += [number(rss and rss / 1024, 1), number(report.median(row, f"per@{n}"), 1)]
         rows.append(cells)
     out += table(header, rows)
+    if CLUSTER in only:
+        out += cluster_markdown(report)
     notes = [f"{row}: {why}" for row, why in report.problems.items() if report.values[row]]
     notes += [f"disturbed, even when measured again: {what}" for what in report.disturbed]
     if notes:
@@ -732,6 +900,7 @@ def main() -> int:
     size.add_argument("--tiny", action="store_true", help="every code path once, a few seconds")
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
     parser.add_argument("--only", help="comma-separated system names to run (default: all)")
+    parser.add_argument("--skip", help="comma-separated system names not to run")
     parser.add_argument("--strict", action="store_true", help="unavailable systems fail the run")
     args = parser.parse_args()
     mode_name = "tiny" if args.tiny else "quick" if args.quick else "full"
@@ -741,11 +910,13 @@ def main() -> int:
         | set(CLIENT_SYSTEMS)
         | set(STREAM_SYSTEMS)
         | set(MEMORY_SYSTEMS)
-        | {"browser"}
+        | {"browser", CLUSTER}
     )
     only = set(args.only.split(",")) if args.only else everything
-    if unknown := only - everything:
+    skip = set(args.skip.split(",")) if args.skip else set()
+    if unknown := (only | skip) - everything:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    only -= skip
 
     # Stop cleanly on SIGTERM too: the finally blocks stop every child process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -753,7 +924,7 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wyre-bench-") as tmp:
         logs = Path(tmp)
-        for phase in (throughput, clients, stream, acks, browser, memory):
+        for phase in (throughput, clients, stream, acks, browser, memory, cluster):
             try:
                 phase(mode, only, report, logs)
             except Exception as exc:  # a bug in the harness itself: report, go on

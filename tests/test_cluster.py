@@ -16,6 +16,7 @@ import wyre
 from wyre.backplane.envelope import Envelope, Kind, encode
 
 from .conftest import eventually, need_codec, seconds
+from .proxy import Proxy
 
 HEARTBEAT = 0.1
 
@@ -42,17 +43,24 @@ def backplane(url: str, prefix: str, **options: Any) -> wyre.RedisBackplane:
 
 @asynccontextmanager
 async def cluster(
-    redis_url: str, nodes: int = 2, clients: int = 1, *, codec: Any = None, **options: Any
+    redis_url: str | list[str],
+    nodes: int = 2,
+    clients: int = 1,
+    *,
+    codec: Any = None,
+    **options: Any,
 ) -> AsyncIterator[list[Node]]:
     """``nodes`` servers on one Redis (a fresh prefix), each with ``clients`` connections.
 
+    ``redis_url`` may be a list: each node's way to the same Redis (e.g. through a proxy).
     ``codec`` is the servers' option (their clients keep the default, JSON).
     """
     prefix = f"t{uuid.uuid4().hex[:10]}"
+    urls = [redis_url] * nodes if isinstance(redis_url, str) else redis_url
     made: list[Node] = []
     try:
-        for _ in range(nodes):
-            server = wyre.Server(backplane=backplane(redis_url, prefix, **options), codec=codec)
+        for url in urls:
+            server = wyre.Server(backplane=backplane(url, prefix, **options), codec=codec)
             client = wyre.Client()
             node = Node(server, client)
             client.on("message", lambda ctx, node=node: node.inbox.append(ctx.message))
@@ -63,6 +71,9 @@ async def cluster(
                 url = f"ws://127.0.0.1:{server.port}/?n={n}"
                 node.conns.append(await client.connect(url))
         await eventually(lambda: all(len(n.server.connections) == clients for n in made))
+        async with asyncio.timeout(seconds(5)):  # every node announced its connections
+            while len(await made[0].server.presence()) < len(made) * clients:
+                await asyncio.sleep(0.005)
         yield made
     finally:
         for node in made:
@@ -176,6 +187,36 @@ async def test_json_and_msgpack_clients_on_msgpack_nodes(redis_url: str) -> None
                 await asyncio.wait_for(peer.request({"type": "echo", "text": "hi"}), seconds(5))
         finally:
             await packed.close()
+
+
+async def test_a_long_stream_of_partials_arrives_whole_and_in_order(redis_url: str) -> None:
+    async with cluster(redis_url) as (a, b):
+
+        @b.client.on("request", "many")
+        def many(ctx: wyre.Context) -> None:
+            for n in range(ctx.message["count"]):
+                ctx.partial({"n": n})  # not awaited: they leave as fast as they can
+            ctx.reply({"done": True})
+
+        peer = a.server.peer(b.remote(0).id)
+        for _ in range(3):
+            request = peer.request({"type": "many", "count": 500}, timeout=seconds(10))
+            seen = [p.message["n"] async for p in request.partials()]
+            assert (await request).message["done"] is True
+            assert seen == list(range(500))
+
+
+async def test_a_burst_of_requests_across_nodes_waits_for_redis_instead_of_failing(
+    redis_url: str,
+) -> None:
+    async with cluster(redis_url) as (a, b):
+        peer = a.server.peer(b.remote(0).id)
+        requests = [
+            peer.request({"type": "echo", "text": str(n)}, timeout=seconds(10)) for n in range(300)
+        ]
+        replies = await asyncio.gather(*requests)
+        assert [r.message["echo"] for r in replies] == [str(n) for n in range(300)]
+        assert a.server.hub.backplane.available and b.server.hub.backplane.available
 
 
 async def test_an_error_reply_and_a_timeout_across_nodes(redis_url: str) -> None:
@@ -335,3 +376,95 @@ async def test_a_redis_outage_fails_fast_and_the_cluster_recovers(redis_server: 
         assert echo.message["echo"] == "back"
         await a.server.broadcast({"type": "news", "n": 9}, group="room")
         await eventually(lambda: any(m.get("n") == 9 for m in b.inbox))
+
+
+async def test_calls_to_a_node_that_loses_redis_alone_end_soon(redis_url: str) -> None:
+    """Only node B's link to Redis breaks: A's calls to B end at once, not at their timeout."""
+    import redis.asyncio as redis
+
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = await Proxy(port).start()  # B reaches Redis through it, A directly
+    b_url = proxy.url.replace("ws://", "redis://") + "/0"
+    observer = redis.Redis.from_url(redis_url)
+    try:
+        async with cluster([redis_url, b_url]) as (a, b):
+            started, cancelled = asyncio.Event(), asyncio.Event()
+
+            @b.client.on("request", "wait")
+            async def wait(ctx: wyre.Context) -> None:
+                started.set()
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    cancelled.set()
+                    raise
+
+            peer = a.server.peer(b.remote(0).id)
+            loop = asyncio.get_running_loop()
+            # 1. A request B runs when its link drops: B cancels it, and tells A once back.
+            request = peer.request({"type": "wait"}, timeout=seconds(30))
+            await asyncio.wait_for(started.wait(), seconds(5))
+            dropped_at = loop.time()
+            proxy.kill()
+            await asyncio.wait_for(cancelled.wait(), seconds(5))
+            with pytest.raises(wyre.BackplaneError):
+                await asyncio.wait_for(request, seconds(30))
+            assert loop.time() - dropped_at < seconds(3)
+            await eventually(lambda: b.server.hub.backplane.available)
+            echo = await peer.request({"type": "echo", "text": "again"}, timeout=seconds(5))
+            assert echo.message["echo"] == "again"
+            # 2. A request while nobody listens on B's channel fails at once.
+            proxy.blackhole()  # B's reconnections hang while this lasts
+            proxy.kill()
+            channel = f"{b.server.hub.backplane.prefix}:ch:{b.server.node_id}"
+
+            async def unsubscribed() -> None:
+                while (await observer.pubsub_numsub(channel))[0][1]:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(unsubscribed(), seconds(5))
+            asked_at = loop.time()
+            with pytest.raises(wyre.BackplaneError):
+                await peer.request({"type": "echo", "text": "?"}, timeout=seconds(30))
+            assert loop.time() - asked_at < seconds(2)
+            await eventually(lambda: not b.server.hub.backplane.available)
+            proxy.forwarding = True  # B gets through again, and announces itself
+            await eventually(lambda: b.server.hub.backplane.available, timeout=10)
+            echo = await peer.request({"type": "echo", "text": "back"}, timeout=seconds(5))
+            assert echo.message["echo"] == "back"
+    finally:
+        await observer.aclose()
+        await proxy.close()
+
+
+async def test_groups_a_node_has_no_members_in_any_more_leave_no_record(redis_url: str) -> None:
+    """Per-user groups come and go: a node's record of its groups must not grow forever."""
+    import redis.asyncio as redis
+
+    async with cluster(redis_url, clients=2) as (a, b):
+        backplane = a.server.hub.backplane
+        assert isinstance(backplane, wyre.RedisBackplane)
+        observer = redis.Redis.from_url(redis_url)
+
+        async def groups_of(node: Node) -> set[str]:
+            key = f"{backplane.prefix}:ng:{node.server.node_id}"
+            return {name.decode() for name in await observer.smembers(key)}
+
+        try:
+            names = [f"user:{n}" for n in range(50)]
+            for name in names:
+                await a.remote(0).join(name)
+            await a.remote(1).join("user:0")
+            await b.remote(0).join("user:0")
+            assert await groups_of(a) == set(names)
+            for name in names:
+                await a.remote(0).leave(name)
+            assert await groups_of(a) == {"user:0"}  # remote(1) is still in it
+            assert await groups_of(b) == {"user:0"}
+            await a.conns[1].close()  # its memberships end with it
+            async with asyncio.timeout(seconds(5)):
+                while await groups_of(a):
+                    await asyncio.sleep(0.01)
+            assert await a.server.presence("user:0") == {b.remote(0).id: b.server.node_id}
+        finally:
+            await observer.aclose()

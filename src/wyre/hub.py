@@ -18,13 +18,16 @@ A request to a connection on another node, step by step::
 
 A request always ends: in an answer, its timeout, ``ConnectionClosed``
 (the connection or its node went away), ``NoSuchConnection``, or
-``BackplaneError`` when the backplane is lost meanwhile.
+``BackplaneError`` when the backplane is lost meanwhile, by this node or by
+node B (B tells the caller once it is back), or when nobody listens on B's
+channel (B died and is not reaped yet, or is reconnecting).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -91,6 +94,7 @@ class Hub:
         self._groups: dict[str, dict[str, Connection]] = {}
         self._calls: dict[str, _Call] = {}  # this node waits on these, by call id
         self._serving: dict[tuple[str, str], asyncio.Task[None]] = {}  # (caller node, call id)
+        self._interrupted: set[tuple[str, str]] = set()  # calls dropped in an outage, by key
         self._log = server.reporter.log
         self.started = False
         self.workers = 1
@@ -143,6 +147,7 @@ class Hub:
             self._fail(call_id, ConnectionClosed(1001, "the server is shutting down"))
         for task in list(self._serving.values()):
             task.cancel()
+        self._interrupted.clear()  # this node id ends: its callers reap it
         if self.backplane is not None:
             await self.backplane.stop()
 
@@ -189,6 +194,10 @@ class Hub:
                     del self._groups[name]
         if self.backplane is not None and self.started:
             self.backplane.closed(connection.id, groups)
+
+    def has_members(self, name: str) -> bool:
+        """Whether a connection of this node is in group ``name`` (now, not when queued)."""
+        return name in self._groups
 
     def snapshot(self) -> tuple[list[str], list[tuple[str, str]]]:
         """This node's connections and (group, connection) memberships, to re-announce."""
@@ -380,9 +389,20 @@ class Hub:
         """The backplane is unreachable: nothing in flight across it can end normally."""
         for call_id in list(self._calls):
             self._fail(call_id, error)
-        for task in list(self._serving.values()):
+        for key, task in list(self._serving.items()):
             task.cancel()
+            self._interrupted.add(key)
         self._serving.clear()
+
+    def backplane_back(self) -> None:
+        """The backplane is back: the nodes whose calls this one dropped meanwhile hear of it.
+
+        Without this, a caller whose own link stayed up would wait for its
+        timeout (or forever) on a call that nobody runs any more.
+        """
+        interrupted, self._interrupted = self._interrupted, set()
+        for source, call in interrupted:
+            self._notify(source, Kind.FAILED, call=call, extras={"why": "backplane"})
 
     def waiting_on(self) -> set[str]:
         """The nodes this one waits on (the backplane watches that they stay alive)."""
@@ -432,30 +452,35 @@ class Hub:
             raise NoSuchConnection(connection_id)
         return node
 
-    async def _publish(self, node: str | None, envelope: Envelope) -> None:
+    async def _publish(self, node: str | None, envelope: Envelope) -> int:
+        """Publish ``envelope``; how many nodes got it. Envelopes keep the order of the calls."""
         assert self.backplane is not None
         data = encode(envelope, self.backplane.max_envelope_size)
-        await self.backplane.publish(node, data)
+        return await self.backplane.publish(node, data)
 
     def _notify(self, node: str, kind: Kind, *, call: str, extras: dict[str, Any] | None = None,
                 payload: bytes = b"") -> None:  # fmt: skip
-        """Send an answer (or a cancellation) without waiting; it keeps its place in line.
+        """Send an answer (or a cancellation) without waiting; it keeps its place in line."""
+        envelope = Envelope(kind, self.node_id, "-", call, extras or {}, payload)
+        self.server.spawn(self._quietly(node, envelope))
 
-        An answer too big for the backplane goes as a FAILED ``limit``
-        instead, so that the caller learns of it before its timeout.
-        """
-        backplane = self.backplane
-        if backplane is None or not backplane.available:
-            return  # the caller's node fails its calls for the outage itself
+    async def _quietly(self, node: str, envelope: Envelope) -> None:
+        """Publish an answer; one too big goes as a FAILED ``limit``, so the caller learns
+        of it now rather than at its timeout (both in this task's first step: in order)."""
         try:
-            data = encode(Envelope(kind, self.node_id, "-", call, extras or {}, payload),
-                          backplane.max_envelope_size)  # fmt: skip
+            try:
+                await self._publish(node, envelope)
+            except LimitExceeded as exc:
+                extras = {"why": "limit", "text": str(exc)}
+                await self._publish(
+                    node, Envelope(Kind.FAILED, self.node_id, "-", envelope.call, extras)
+                )
+        except BackplaneError as exc:
+            if envelope.kind in _FINAL:  # the caller still waits: tell it once the link is back
+                self._interrupted.add((node, envelope.call))
+            self._log.log(logging.DEBUG, "could not answer node %s: %s", node, exc)
         except LimitExceeded as exc:
-            failed = Envelope(
-                Kind.FAILED, self.node_id, "-", call, {"why": "limit", "text": str(exc)}
-            )
-            data = encode(failed, backplane.max_envelope_size)
-        backplane.publish(node, data).add_done_callback(_quiet)
+            self._log.log(logging.DEBUG, "could not answer node %s: %s", node, exc)
 
     async def _route(
         self, call_id: str, target: str, kind: Kind, payload: bytes, extras: dict[str, Any]
@@ -467,9 +492,9 @@ class Hub:
             if call is None:
                 return  # cancelled or timed out meanwhile
             call.node = node
-            await self._publish(
-                node, Envelope(kind, self.node_id, target, call_id, extras, payload)
-            )
+            envelope = Envelope(kind, self.node_id, target, call_id, extras, payload)
+            if not await self._publish(node, envelope):
+                raise BackplaneError(f"node {node} does not listen (it died, or is reconnecting)")
         except (WyreError, OSError) as exc:
             self._fail(call_id, exc)
 
@@ -633,13 +658,8 @@ def _encode(codec: Codec, message: Any) -> str | bytes:
     raise CodecError(f"cannot encode message ({error})", frame=message) from error
 
 
-def _quiet(sent: asyncio.Future[None]) -> None:
-    """An answer that could not be published: the caller's node sees the outage itself."""
-    if not sent.cancelled():
-        sent.exception()
-
-
 _ANSWERS = frozenset({Kind.PARTIAL, Kind.REPLY, Kind.ERROR, Kind.DONE, Kind.FAILED})
+_FINAL = _ANSWERS - {Kind.PARTIAL}
 
 
 def _failure(extras: dict[str, Any], connection_id: str) -> WyreError:
@@ -653,6 +673,8 @@ def _failure(extras: dict[str, Any], connection_id: str) -> WyreError:
         return RequestTimeout(str(extras.get("text", "no answer in time")))
     if why == "limit":
         return LimitExceeded(str(extras.get("text", "")))
+    if why == "backplane":
+        return BackplaneError("the node holding the connection lost the backplane meanwhile")
     return WyreError(str(extras.get("text", "the call failed on the other node")))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
@@ -44,12 +43,13 @@ class Backplane(Protocol):
     async def stop(self) -> None:
         """Remove this node's records and disconnect (bounded)."""
 
-    def publish(self, node: str | None, data: bytes) -> asyncio.Future[None]:
+    async def publish(self, node: str | None, data: bytes) -> int:
         """Send an envelope to one node (None: every node's broadcast channel).
 
-        Queued at once, so envelopes go out in the order of the calls (a
-        request's partials before its reply); the future says when it went,
-        or fails with BackplaneError.
+        Envelopes must arrive in the order of the calls (a request's partials
+        and its reply are published one after another, without waiting).
+        Returns how many subscribers got it: 0 when nobody listens on that
+        channel (the node is dead, or reconnecting).
         """
 
     async def locate(self, connection_id: str) -> str | None:

@@ -14,9 +14,15 @@ Every ``heartbeat`` a node refreshes its key, publishes a ping to its own
 channel (a subscription can die without an error: the ping not coming back
 says so), and reaps nodes whose key expired, failing what waited on them.
 Records of a dead node stay invisible meanwhile: every query filters by live
-nodes. When Redis is lost the node reconnects with exponential backoff and
-full jitter, and re-announces all of its state (also when its key vanished
-because Redis restarted empty).
+nodes. Envelopes are published in the order :meth:`~RedisBackplane.publish` is
+called, pipelined on one connection (a request's partials and its reply
+cannot overtake one another), and the other commands share a bounded pool of
+connections: a burst waits its turn instead of failing.
+
+When Redis is lost the node reconnects with exponential backoff and full
+jitter, and re-announces all of its state (also when its key vanished
+because Redis restarted empty); the callers of the calls it dropped
+meanwhile hear of it then.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ if TYPE_CHECKING:
 __all__ = ["RedisBackplane"]
 
 log = logging.getLogger("wyre.backplane")
+
+MAX_CONNECTIONS = 16
+"""Redis connections of a node (its subscription holds one); more commands wait their turn."""
+MAX_BATCH = 1024
+"""Most envelopes published in one pipeline."""
 
 _LOCATE = """
 local n = redis.call('HGET', KEYS[1], ARGV[1])
@@ -133,9 +144,9 @@ class RedisBackplane:
         self._beater: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._publisher: asyncio.Task[None] | None = None
-        self._out: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._ops: list[tuple[tuple[Any, ...], asyncio.Future[None] | None]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._outbox: list[tuple[str, bytes, asyncio.Future[int]]] = []
         self._ping_sent: str | None = None
         self._ping_heard: str | None = None
         self._lost_at = 0.0
@@ -167,18 +178,13 @@ class RedisBackplane:
             if task is not None:
                 task.cancel()
         self._beater = self._reconnecting = self._reader = None
-        if self._publisher is not None:  # the last answers and close announcements go out
-            try:
-                async with asyncio.timeout(max(1.0, self.heartbeat)):
-                    await asyncio.shield(self._publisher)
-            except Exception as exc:
-                log.debug("could not publish the last envelopes: %s", exc)
         if self._available and self._hub is not None:
             node = self._hub.node_id
             try:
                 async with asyncio.timeout(max(1.0, self.heartbeat)):
-                    if self._flusher is not None:
-                        await self._flusher
+                    for writing in (self._flusher, self._sender):
+                        if writing is not None:
+                            await writing
                     pipe = self._redis.pipeline(transaction=False)
                     await self._scripts["forget"](args=[self.prefix, node, "force"], client=pipe)
                     pipe.delete(self._key("node", node))
@@ -186,46 +192,19 @@ class RedisBackplane:
                     await pipe.execute()
             except Exception as exc:  # the others reap it after node_ttl
                 log.debug("could not remove this node's records: %s", exc)
+        self._fail_outbox(BackplaneError("the backplane was stopped"))
         self._available = False
         await self._disconnect()
 
-    def publish(self, node: str | None, data: bytes) -> asyncio.Future[None]:
-        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self._available:
-            sent.set_exception(BackplaneError(f"the backplane at {self.url} is unreachable"))
-            return sent
+    async def publish(self, node: str | None, data: bytes) -> int:
+        """Publish in call order; returns how many subscribers received it."""
         channel = f"{self.prefix}:all" if node is None else self._key("ch", node)
-        self._out.append((channel, data, sent))
-        if self._publisher is None:
-            self._publisher = asyncio.get_running_loop().create_task(self._publish_queued())
-        return sent
-
-    async def _publish_queued(self) -> None:
-        """Publish in call order, each burst in one round trip (one pipeline)."""
-        try:
-            while self._out:
-                batch, self._out = self._out, []
-                pipe = self._redis.pipeline(transaction=False)
-                for channel, data, _ in batch:
-                    pipe.publish(channel, data)
-                try:
-                    await pipe.execute()
-                except BaseException as exc:
-                    error = BackplaneError(f"the backplane at {self.url} is unreachable: {exc}")
-                    for _, _, sent in batch + self._out:
-                        if not sent.done():
-                            sent.set_exception(error)
-                    self._out.clear()
-                    if isinstance(exc, self._outages):
-                        self._publisher = None
-                        self._lost(exc)
-                        return
-                    raise
-                for _, _, sent in batch:
-                    if not sent.done():
-                        sent.set_result(None)
-        finally:
-            self._publisher = None
+        self._checked()
+        sent: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._outbox.append((channel, data, sent))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+        return await sent
 
     async def locate(self, connection_id: str) -> str | None:
         found = await self._call(
@@ -265,7 +244,7 @@ class RedisBackplane:
     async def _connect(self) -> None:
         try:
             from redis import exceptions
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError as exc:
@@ -275,13 +254,18 @@ class RedisBackplane:
         assert self._hub is not None
         self._outages = (OSError, TimeoutError, exceptions.ConnectionError, exceptions.TimeoutError)
         limit = max(1.0, 2 * self.heartbeat)  # every command is bounded, so an outage shows
-        self._redis = Redis.from_url(
+        # A bounded pool that makes a burst of commands wait for a connection (bounded
+        # too), where the default pool would fail it: that is no outage.
+        pool = BlockingConnectionPool.from_url(
             self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=limit,
             socket_timeout=limit,
             socket_connect_timeout=limit,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._redis = Redis.from_pool(pool)
         async with asyncio.timeout(limit * 2):
             await self._redis.ping()
             self._scripts = {
@@ -322,15 +306,12 @@ class RedisBackplane:
             if op[1] is not None and not op[1].done():
                 op[1].set_result(None)  # re-announced when it is back
         self._ops.clear()
-        for _, _, sent in self._out:
-            if not sent.done():
-                sent.set_exception(error)
-        self._out.clear()
+        self._fail_outbox(error)
         current = asyncio.current_task()
-        for task in (self._reader, self._beater, self._flusher, self._publisher):
+        for task in (self._reader, self._beater, self._flusher, self._sender):
             if task is not None and task is not current:
                 task.cancel()
-        self._reader = self._beater = self._flusher = self._publisher = None
+        self._reader = self._beater = self._flusher = self._sender = None
         if self._hub is not None:
             self._hub.backplane_lost(error)
         self._reconnecting = loop.create_task(self._reconnect())
@@ -358,6 +339,8 @@ class RedisBackplane:
             log.warning("backplane %s is back after %.1f s", self.url, down)
             self._reconnecting = None
             self._beater = asyncio.get_running_loop().create_task(self._beat_forever())
+            if self._hub is not None:
+                self._hub.backplane_back()
             return
 
     # -- reading and the heartbeat ------------------------------------------------------
@@ -466,6 +449,44 @@ class RedisBackplane:
             return
         self._flusher = None
 
+    async def _send(self) -> None:
+        """Publish the outbox in order: what queued meanwhile goes in one pipeline."""
+        batch: list[tuple[str, bytes, asyncio.Future[int]]] = []
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
+                pipe = self._redis.pipeline(transaction=False)
+                for channel, data, _ in batch:
+                    pipe.publish(channel, data)
+                try:
+                    counts = await pipe.execute()
+                except self._outages as exc:
+                    self._sender = None
+                    self._fail(batch, BackplaneError(f"the backplane is unreachable: {exc}"))
+                    self._lost(exc)
+                    return
+                except Exception as exc:  # not an outage: these envelopes fail, not the link
+                    self._fail(batch, BackplaneError(f"publishing failed: {exc}"))
+                    continue
+                for (_, _, sent), count in zip(batch, counts, strict=True):
+                    if not sent.done():
+                        sent.set_result(int(count))
+                batch = []
+        except asyncio.CancelledError:
+            self._fail(batch, BackplaneError("the backplane connection was closed"))
+            raise
+        self._sender = None
+
+    def _fail_outbox(self, error: BackplaneError) -> None:
+        outbox, self._outbox = self._outbox, []
+        self._fail(outbox, error)
+
+    @staticmethod
+    def _fail(batch: list[tuple[str, bytes, asyncio.Future[int]]], error: BaseException) -> None:
+        for _, _, sent in batch:
+            if not sent.done():
+                sent.set_exception(error)
+
     async def _apply(self, pipe: Any, op: tuple[Any, ...]) -> None:
         """Add the commands of one announcement to ``pipe`` (awaited: scripts load first)."""
         hub = self._hub
@@ -480,11 +501,15 @@ class RedisBackplane:
             pipe.srem(self._key("nc", node), op[1])
             for group in op[2]:
                 pipe.hdel(self._key("g", group), op[1])
+                if not hub.has_members(group):  # else {p}:ng:{id} would only ever grow
+                    pipe.srem(self._key("ng", node), group)
         elif kind == "join":
             pipe.hset(self._key("g", op[1]), op[2], node)
             pipe.sadd(self._key("ng", node), op[1])
         elif kind == "leave":
             pipe.hdel(self._key("g", op[1]), op[2])
+            if not hub.has_members(op[1]):
+                pipe.srem(self._key("ng", node), op[1])
         else:  # "all": replace every record of this node with its present state
             connections, memberships = hub.snapshot()
             pipe.set(self._key("node", node), "1", px=int(self.node_ttl * 1000))

@@ -335,6 +335,8 @@ class RedisBackplane:
                 await self._disconnect()
                 log.debug("backplane reconnection %d failed: %s", attempt, exc)
                 continue
+            if not self._available or self._reconnecting is not asyncio.current_task():
+                return  # lost again while announcing: a newer reconnection took over
             down = asyncio.get_running_loop().time() - self._lost_at
             log.warning("backplane %s is back after %.1f s", self.url, down)
             self._reconnecting = None

@@ -78,6 +78,8 @@ CLOSE = WSMsgType.CLOSE
 PING = WSMsgType.PING
 PONG = WSMsgType.PONG
 _NO_LIMIT = 1 << 62
+_HOLD_LIMIT = 64 * 1024
+"""Bytes kept from a client while the gate decides on its handshake; past it, reading waits."""
 _FLUSH_AT = 64 * 1024
 
 
@@ -499,6 +501,10 @@ class _Doorman(asyncio.Protocol):
         if self._done:
             return
         self._received += data
+        if self._admission is not None:  # the gate is deciding: keep it, keep reading for EOF
+            if len(self._received) > _HOLD_LIMIT and self._transport is not None:
+                self._transport.pause_reading()  # a client that talks before the 101: wait
+            return
         parser = self._parser
         parser.receive_data(data)
         for event in parser.events_received():
@@ -543,7 +549,6 @@ class _Doorman(asyncio.Protocol):
         if gate is None:
             self._hand_over(handshake, None, subprotocol)
             return
-        self._transport.pause_reading()
         if self._timer is not None:  # the gate bounds itself
             self._timer.cancel()
             self._timer = None

@@ -77,6 +77,9 @@ _FLUSH_AT = 64 * 1024
 
 _CONNECTING = State.CONNECTING
 
+_HOLD_LIMIT = 64 * 1024
+"""Bytes kept from a client while the gate decides on its handshake; past it, reading waits."""
+
 
 def _drop(data: str | bytes) -> None:
     """Where messages go when nobody may see them (before opening, after closing)."""
@@ -108,6 +111,7 @@ class WebsocketsTransport(asyncio.Protocol):
         "_flush_scheduled",
         "_gone",
         "_headers",
+        "_held_bytes",
         "_keepalive",
         "_listener",
         "_loop",
@@ -154,6 +158,7 @@ class WebsocketsTransport(asyncio.Protocol):
         self.handshake: Handshake | None = None
         self.identity: Any = None
         self._admission: asyncio.Task[None] | None = None  # the gate is deciding
+        self._held_bytes: bytearray | None = None  # what arrived while it decided
         self._receiver: Receiver | None = None
         # Where the next complete message goes: the receiver, the backlog
         # while reading is paused, or nowhere (swapping it costs nothing per frame).
@@ -205,6 +210,13 @@ class WebsocketsTransport(asyncio.Protocol):
             self._open_timer = self._loop.call_later(options.open_timeout, self._open_timed_out)
 
     def data_received(self, data: bytes) -> None:
+        held = self._held_bytes
+        if held is not None:  # the gate is deciding: keep it for later, keep reading for EOF
+            held += data
+            if len(held) > _HOLD_LIMIT and not self._reading_stopped:
+                self._reading_stopped = True  # a client that talks before the 101: wait
+                self._transport.pause_reading()
+            return
         protocol = self._protocol
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -245,6 +257,11 @@ class WebsocketsTransport(asyncio.Protocol):
             # a PING is answered by the protocol itself
 
     def eof_received(self) -> bool | None:
+        if self._admission is not None:  # the client left while the gate was deciding
+            self._admission.cancel()
+            self._admission = None
+            self._held_bytes = None
+            return None
         protocol = self._protocol
         protocol.receive_eof()
         events = protocol.events_received()
@@ -458,9 +475,10 @@ class WebsocketsTransport(asyncio.Protocol):
                     protocol.send_response(response)
                     self._open()
                     return events[index + 1 :]
-                # The gate may take its time: stop reading, keep what came
-                # after the request, and let the gate's own bound apply.
-                self._transport.pause_reading()
+                # The gate may take its time: keep what comes meanwhile for
+                # later (reading on, to see a client that leaves), and let
+                # the gate's own bound apply.
+                self._held_bytes = bytearray()
                 if self._open_timer is not None:
                     self._open_timer.cancel()
                     self._open_timer = None
@@ -529,27 +547,35 @@ class WebsocketsTransport(asyncio.Protocol):
                 # In the step admit() returned in, as the Gate contract asks.
                 self.identity = identity
                 protocol.send_response(response)
+                held, self._held_bytes = self._held_bytes, None
                 self._flush_scheduled = True
                 try:
                     self._open()
                     self._frames(early)
+                    if held:
+                        protocol.receive_data(bytes(held))
+                        self._frames(protocol.events_received())
                 finally:
                     self._flush_scheduled = False
                     self._flush()
                 if not self._closing:
                     if protocol.close_expected():
                         self._begin_closing()
-                    elif not self._paused:
+                    elif self._paused:
+                        self._reading_stopped = True  # the receiver paused already
+                        self._transport.pause_reading()
+                    elif self._reading_stopped:
+                        self._reading_stopped = False
                         self._transport.resume_reading()
-                    else:
-                        self._reading_stopped = True
                 return
         self._admission = None
+        self._held_bytes = None
         if self._gone or not isinstance(protocol, ServerProtocol):
             return
         protocol.send_response(protocol.reject(status, reason.rstrip("\n") + "\n"))
         self._options.logger.debug("handshake refused with HTTP %s: %s", status, reason)
         self._flush()
+        self._reading_stopped = False
         self._transport.resume_reading()  # to see the client's end of the TCP connection
         self._begin_closing()
 
@@ -653,6 +679,8 @@ class WebsocketsTransport(asyncio.Protocol):
         if self._admission is not None:
             self._admission.cancel()
             self._admission = None
+            self._held_bytes = None
+            self._reading_stopped = False
             self._transport.resume_reading()
         protocol.send_response(protocol.reject(503, "The server is shutting down.\n"))
         self._flush()

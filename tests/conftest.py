@@ -28,10 +28,19 @@ SCALE = float(os.environ.get("WYRE_TEST_TIMEOUT_SCALE", "1"))
 
 TRANSPORTS = [
     name
-    for name in ("websockets", "picows")
-    if name in os.environ.get("WYRE_TRANSPORTS", "websockets,picows").split(",")
+    for name in ("websockets", "picows", "asgi")
+    if name in os.environ.get("WYRE_TRANSPORTS", "websockets,picows,asgi").split(",")
 ]
-"""Every transport the suite runs on; ``WYRE_TRANSPORTS=websockets`` narrows it."""
+"""Every transport the suite runs on; ``WYRE_TRANSPORTS=websockets`` narrows it.
+
+``asgi`` is a server's connections through uvicorn (``tests/asgi_driver.py``,
+registered under that name below), with a websockets client."""
+
+SOCKET_TRANSPORTS = [name for name in TRANSPORTS if name != "asgi"]
+"""The drivers that own their sockets (see :func:`not_on_asgi`)."""
+
+LIBRARIES = {"websockets": "websockets", "picows": "picows", "asgi": "uvicorn"}
+"""What each transport needs installed."""
 
 CODECS = [
     name
@@ -46,11 +55,41 @@ REQUIRE_ALL = os.environ.get("WYRE_REQUIRE_ALL") == "1"
 
 def need_transport(name: str) -> None:
     """Skip (locally) or fail (in CI) when the library behind a transport is missing."""
-    if importlib.util.find_spec(name) is None:
-        message = f"the {name} transport is not installed: pip install 'pywyre[fast]'"
+    library = LIBRARIES[name]
+    if importlib.util.find_spec(library) is None:
+        extra = "test" if name == "asgi" else "fast"
+        message = f"the {name} transport needs {library}: pip install 'pywyre[{extra}]'"
         if REQUIRE_ALL:
             pytest.fail(message)
         pytest.skip(message)
+    if name == "asgi":
+        from wyre.transports import known, register
+
+        if not known("asgi"):
+            from .asgi_driver import UvicornDriver
+
+            register("asgi", UvicornDriver())
+
+
+def not_on_asgi(reason: str) -> Callable[[Any], Any]:
+    """Run a test on the socket drivers only: what it checks is the ASGI server's to do.
+
+    Through ASGI the server (uvicorn here) owns the socket, and with it some
+    WebSocket rules wyre cannot reach: ``reason`` says which. Each of them is
+    listed in docs/asgi.md. The test still runs on every other transport.
+    """
+
+    def restrict(test: Any) -> Any:
+        test = pytest.mark.parametrize("transport", SOCKET_TRANSPORTS, indirect=True)(test)
+        return pytest.mark.not_on_asgi(reason)(test)
+
+    return restrict
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "not_on_asgi(reason): the ASGI server owns what this test checks"
+    )
 
 
 def need_codec(name: str) -> None:

@@ -33,7 +33,7 @@ from wyre.config import Options
 from wyre.transport import MAX_FRAGMENTS, Receiver, Transport, TransportClosing
 from wyre.transports import driver
 
-from .conftest import eventually, seconds
+from .conftest import TRANSPORTS, eventually, not_on_asgi, seconds
 from .proxy import in_flight, record
 
 SIDES = ["server", "client"]
@@ -387,8 +387,18 @@ def send_frames(peer: Peer, frames: Frames) -> None:
     )
 
 
-@pytest.mark.parametrize("side", SIDES)
-@pytest.mark.parametrize("case", list(FRAME_ERRORS))
+FRAME_ERROR_RUNS = [
+    pytest.param(transport, side, case, id=f"{transport}-{case}-{side}")
+    for transport in TRANSPORTS
+    for case in FRAME_ERRORS
+    for side in SIDES
+    # Through ASGI, uvicorn joins the fragments itself and sets no cap on their
+    # number: a message in too many of them arrives whole (docs/asgi.md).
+    if not (transport == "asgi" and side == "server" and case == "too-many-fragments")
+]
+
+
+@pytest.mark.parametrize(("transport", "side", "case"), FRAME_ERROR_RUNS, indirect=["transport"])
 async def test_a_frame_error_closes_with_its_code(transport: str, side: str, case: str) -> None:
     frames, code = FRAME_ERRORS[case]
     options = {"max_message_size": LIMIT, "close_timeout": seconds(0.5)}
@@ -456,6 +466,7 @@ async def test_the_socket_is_dropped_after_a_frame_error_while_the_peer_streams_
         assert peer.close_frame()[0] == 1009  # type: ignore[index]
 
 
+@not_on_asgi("uvicorn sets no cap on the fragments of one message (MAX_FRAGMENTS)")
 async def test_endless_empty_continuations_close_and_others_are_served(transport: str) -> None:
     server = wyre.Server(transport=transport, close_timeout=seconds(0.5))
     server.on("request", lambda ctx: {"n": ctx.message["n"]})
@@ -537,6 +548,7 @@ async def test_a_close_from_the_peer_is_echoed_and_reported(transport: str, side
         assert peer.close_frame() == (4000, "raw bye")  # the echo
 
 
+@not_on_asgi("uvicorn waits 10 s for the peer's close frame whatever close_timeout says")
 @pytest.mark.parametrize("side", SIDES)
 async def test_a_peer_that_never_answers_our_close_is_dropped(transport: str, side: str) -> None:
     async with against_raw(transport, side, close_timeout=seconds(0.3)) as (endpoint, conn, peer):
@@ -569,6 +581,7 @@ async def test_frames_after_our_close_are_dropped(transport: str, side: str) -> 
 # -- the opening handshake -------------------------------------------------------------
 
 
+@not_on_asgi("the request before the application is called is uvicorn's: it sets no deadline")
 async def test_a_handshake_never_completed_is_dropped_after_open_timeout(transport: str) -> None:
     server = wyre.Server(transport=transport, open_timeout=seconds(0.3))
     opened = record(server, "connection")
@@ -684,6 +697,7 @@ async def test_connect_errors(transport: str) -> None:
 # -- keepalive -------------------------------------------------------------------------
 
 
+@not_on_asgi("keepalive is uvicorn's: it drops the peer, but its disconnect does not say 1011")
 @pytest.mark.parametrize("side", SIDES)
 async def test_a_v2_peer_that_stops_answering_pings_is_dropped_with_1011(
     transport: str, side: str
@@ -705,6 +719,7 @@ def select_none(offered: list[str]) -> str | None:
     return None
 
 
+@not_on_asgi("uvicorn pings every peer, whatever its subprotocol: ping_base_peers cannot apply")
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("ping_base_peers", [False, True])
 async def test_base_protocol_peers_are_pinged_only_when_asked(
@@ -827,6 +842,10 @@ async def test_the_write_buffer_grows_and_drain_waits_for_the_peer(transport: st
         assert not recorder.lost
 
 
+@not_on_asgi(
+    "ASGI ends the connection for the application once its close is sent: the closing "
+    "handshake after it is the server's, out of sight, so there is no 'closing' to refuse in"
+)
 async def test_writes_are_refused_once_closing_and_fail_once_closed(transport: str) -> None:
     async with driver_server(transport) as (port, opened), raw_client(port) as peer:
         (recorder,) = await eventually(lambda: opened)

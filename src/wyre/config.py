@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .protocol import Codec, default_codec, json_codec, msgpack_codec, orjson_codec
+from .transports import known as known_transport
 
 if TYPE_CHECKING:
     from .backplane import Backplane
@@ -73,9 +74,9 @@ class Options:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("wyre"))
     """Where the endpoint logs; the default is the ``wyre`` logger. Records about one
     connection carry its id as ``connection_id``."""
-    transport: TransportName | Driver = "websockets"
-    """``websockets`` (default), ``picows`` (the ``fast`` extra), or a
-    :class:`~wyre.transport.Driver` object."""
+    transport: TransportName | str | Driver = "websockets"
+    """``websockets`` (default), ``picows`` (the ``fast`` extra), a name given to
+    :func:`wyre.transports.register`, or a :class:`~wyre.transport.Driver` object."""
     codec: Codec | Literal["json", "orjson", "msgpack"] | None = None
     """How messages are encoded: ``"json"`` (standard library), ``"orjson"``,
     a :class:`~wyre.Codec`, or None: orjson when installed, else json.
@@ -173,8 +174,11 @@ class Options:
     and presence then span every node. None: this process alone."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.transport, str) and self.transport not in ("websockets", "picows"):
-            raise ValueError(f"unknown transport {self.transport!r}: use websockets or picows")
+        if isinstance(self.transport, str) and not known_transport(self.transport):
+            raise ValueError(
+                f"unknown transport {self.transport!r}: use websockets, picows, "
+                "a registered name or a driver object"
+            )
         for name in (
             "max_pending_requests",
             "max_running_handlers",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .backplane import Backplane
     from .transport import Transport
+    from .transports.asgi import AsgiApp
 
 __all__ = ["Server"]
 
@@ -151,6 +152,27 @@ class Server(Endpoint):
         :class:`~wyre.metrics.Stats`), with the handshakes refused by status.
         """
         return self.counters.snapshot(self.connections.values(), self.admission.refused_by_status)
+
+    def asgi(self) -> AsgiApp:
+        """An ASGI 3 application serving this server's connections (uvicorn, hypercorn...).
+
+        Mount it beside HTTP routes (``app.mount("/ws", server.asgi())`` in
+        Starlette or FastAPI) or run it on its own (``uvicorn module:app``):
+        no :meth:`listen` is needed. Connections through it are admitted by
+        the same rules (``origins``, ``authenticate``, the limits), appear in
+        :attr:`connections` and close with :meth:`close`, like those of a
+        listening socket.
+
+        A framework does not pass its lifespan on to a mounted application:
+        give the app's :meth:`~wyre.transports.asgi.AsgiApp.lifespan` to the
+        framework (``FastAPI(lifespan=ws.lifespan)``) so that the server
+        closes when the application stops. Which WebSocket rules the ASGI
+        server enforces instead of wyre (keepalive, frame sizes, the closing
+        handshake's timeout) is in ``docs/asgi.md``.
+        """
+        from .transports.asgi import AsgiApp
+
+        return AsgiApp(self.options, self.attach, self.admission, close=self.close)
 
     def attach(self, transport: Transport) -> Connection:
         connection = super().attach(transport)

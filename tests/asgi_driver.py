@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -129,3 +130,60 @@ class UvicornDriver:
             options, on_open, url, subprotocols=subprotocols, ssl=ssl, headers=headers
         )
 
+
+class Running:
+    """An in-process uvicorn server on a loopback port, as ``uvicorn app`` would run it."""
+
+    def __init__(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self.port = int(sock.getsockname()[1])
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.http = f"http://127.0.0.1:{self.port}"
+        self._main = asyncio.ensure_future(server.main_loop())
+        self._stopped: asyncio.Future[None] | None = None
+
+    async def stop(self) -> None:
+        """Shut down as uvicorn does on SIGTERM (its shutdown, then the lifespan's end)."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self) -> None:
+        self.server.should_exit = True
+        await self._main
+        await self.server.shutdown(sockets=[self.sock])
+
+
+@asynccontextmanager
+async def uvicorn_serving(
+    app: Any,
+    *,
+    server_class: type[uvicorn.Server] = uvicorn.Server,
+    lifespan: str = "off",
+    **settings: Any,
+) -> AsyncIterator[Running]:
+    """Serve the ASGI ``app`` with uvicorn on a free loopback port until the block ends."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    config = uvicorn.Config(
+        app,
+        lifespan=lifespan,
+        ws="websockets-sansio",
+        log_level=logging.WARNING,
+        access_log=False,
+        **settings,
+    )
+    config.load()
+    server = server_class(config)
+    server.lifespan = config.lifespan_class(config)
+    try:
+        await server.startup(sockets=[sock])
+    except BaseException:
+        sock.close()
+        raise
+    running = Running(server, sock)
+    try:
+        yield running
+    finally:
+        await running.stop()

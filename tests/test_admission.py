@@ -19,7 +19,7 @@ import pytest
 
 import wyre
 
-from .conftest import eventually, seconds
+from .conftest import TRANSPORTS, eventually, seconds
 from .proxy import record
 
 SOCKET_TRANSPORTS = ["websockets", "picows"]
@@ -221,6 +221,41 @@ async def test_a_handshake_waiting_for_the_hook_gets_503_when_the_server_closes(
         with pytest.raises(wyre.ConnectError) as refused:
             await asyncio.wait_for(connecting, seconds(5))
         assert refused.value.status == 503
+
+
+# The socket drivers stop reading a socket while the gate decides, so they do
+# not see its client leave until the hook returns: the Gate contract (cancel
+# the admission when the socket is lost) is not met there yet. An ASGI server
+# keeps reading and reports the disconnect.
+UNSEEN_LEAVING = pytest.mark.xfail(
+    strict=True, reason="a socket driver does not read, so misses the client leaving, meanwhile"
+)
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [pytest.param(t, marks=() if t == "asgi" else UNSEEN_LEAVING) for t in TRANSPORTS],
+    indirect=True,
+)
+async def test_a_client_leaving_while_the_hook_runs_frees_its_place(transport: str) -> None:
+    release = asyncio.Event()
+
+    async def authenticate(handshake: wyre.Handshake) -> str:
+        if handshake.query.get("slow"):
+            await release.wait()  # its client gives up meanwhile
+        return "ok"
+
+    options = {"authenticate": authenticate, "max_connections": 1}
+    async with server_with(transport, **options) as (server, url):
+        impatient = wyre.Client(transport=transport, open_timeout=seconds(0.3))
+        with pytest.raises(wyre.ConnectError):
+            await impatient.connect(f"{url}/?slow=1")
+        await impatient.close()
+        async with client_of(transport) as client:
+            await still_serves(await client.connect(url))
+            (conn,) = server.connections.values()
+            assert conn.identity == "ok"
+        release.set()
 
 
 async def test_client_headers_with_line_breaks_are_refused_before_connecting() -> None:

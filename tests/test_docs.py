@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import wyre
 
@@ -91,6 +95,26 @@ def test_readme_cluster_example_runs(redis_url: str) -> None:
         "bob confirmed: True",
         "nodes: 2 in the lobby: 1",
     ]
+
+
+async def test_readme_asgi_example_serves_http_and_wyre_side_by_side() -> None:
+    from .asgi_driver import uvicorn_serving
+
+    (code,) = [block for block in python_blocks(ROOT / "README.md") if "server.asgi()" in block]
+    namespace: dict[str, Any] = {"__name__": "readme_asgi"}
+    exec(code, namespace)
+    async with (
+        uvicorn_serving(namespace["app"], lifespan="on") as running,
+        wyre.Client() as client,
+    ):
+        conn = await client.connect(f"{running.url}/ws/")
+        assert (await conn.request({"type": "add", "a": 2, "b": 3})).message["sum"] == 5
+
+        def status() -> bytes:
+            with urllib.request.urlopen(f"{running.http}/status", timeout=seconds(10)) as r:
+                return bytes(r.read())
+
+        assert json.loads(await asyncio.to_thread(status)) == {"connections": 1}
 
 
 def test_demo_shows_every_feature() -> None:

@@ -58,7 +58,11 @@ THROUGHPUT_SYSTEMS = [
     "wyre-fast",
     "wyre-msgpack",
     "wyre-fast-msgpack",
+    "uvicorn",
+    "wyre-uvicorn",
 ]
+ASGI_PAIRS = {"wyre-uvicorn": "uvicorn"}
+"""wyre through an ASGI server -> the bare application on the same server, same run."""
 CLIENT_SERVER = "picows-orjson"
 CLIENT_SYSTEMS = ["websockets", "picows", "wyre", "wyre-fast", "wyre-msgpack", "wyre-fast-msgpack"]
 STREAM_SYSTEMS = {
@@ -71,8 +75,8 @@ BROWSER_CLIENTS = ["wyre.js", "bare"]
 BROWSER_WORKLOADS = ["PIPE", "SEQ"]
 WORKLOADS = ["PIPE", "FAN", "SEQ"]
 PACKAGES = [
-    "pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvloop", "orjson", "msgpack",
-    "redis",
+    "pywyre", "websockets", "picows", "python-socketio", "aiohttp", "uvicorn", "uvloop", "orjson",
+    "msgpack", "redis",
 ]  # fmt: skip
 CLUSTER = "cluster"  # the --only name of the cluster section
 CLUSTER_SYSTEMS = ["wyre", "wyre-fast", "socketio"]
@@ -758,6 +762,35 @@ def markdown(mode_name: str, mode: Mode, only: set[str], report: Report, elapsed
         cells.append(" / ".join(f"{load:.0%}" for load in loads))
         rows.append(cells)
     out += table(header, rows)
+    header = ["system"]
+    for w in WORKLOADS:
+        header += [f"{w} req/s", "÷ bare", f"{w} µs/req"]
+    rows = []
+    for name, bare in ASGI_PAIRS.items():
+        row = f"server:{name}"
+        if not report.values[row] or not report.values[f"server:{bare}"]:
+            continue
+        cells = [f"{name} ÷ {bare}"]
+        for w in WORKLOADS:
+            value = report.median(row, w)
+            us = report.median(row, f"{w} us")
+            cells += [
+                number(value),
+                ratio(value, report.median(f"server:{bare}", w)),
+                number(us, 1),
+            ]
+        rows.append(cells)
+    if rows:
+        out += [
+            "",
+            "## Through an ASGI server",
+            "",
+            "wyre's ASGI application (`Server.asgi()`) against a bare ASGI WebSocket echo on the "
+            "same ASGI server, in the same run: the cost of wyre's protocol through the ASGI "
+            "interface.",
+            "",
+            *table(header, rows),
+        ]
     out += [
         "",
         "## Clients: requests/s",

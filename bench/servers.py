@@ -186,6 +186,57 @@ async def wyre_echo(
     await asyncio.Event().wait()
 
 
+async def serve_asgi(app: Any, port: int) -> None:
+    """Serve an ASGI application with uvicorn (its defaults) on the running loop."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.create_server((HOST, port))
+    config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started:  # uvicorn has no callback for "listening"
+        if serving.done():
+            serving.result()
+            return
+        await asyncio.sleep(0.01)
+    announce(READY, sock.getsockname()[1])
+    await serving
+
+
+async def uvicorn_echo(port: int) -> None:
+    """A bare ASGI WebSocket application on uvicorn, stdlib json: the echo by hand."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            d = json.loads(message.get("text") or message["bytes"])
+            d["direction"] = "REPLY"
+            await send({"type": "websocket.send", "text": json.dumps(d)})
+
+    await serve_asgi(app, port)
+
+
+async def wyre_uvicorn(port: int) -> None:
+    """wyre's ASGI application (``Server.asgi()``) on uvicorn, stdlib json."""
+    import wyre
+
+    server = wyre.Server(codec="json")
+
+    @server.on("request", "echo")
+    def echo(ctx: Any) -> Any:
+        return ctx.message
+
+    await serve_asgi(server.asgi(), port)
+
+
 @dataclass(frozen=True)
 class Spec:
     """How a named server runs: its coroutine and its event loop."""
@@ -250,6 +301,18 @@ SERVERS: dict[str, Spec] = {
         lambda p: wyre_echo(p, transport="picows", stream=False, codec="msgpack"),
         True,
         "wyre.Server(transport='picows', codec='msgpack'), uvloop; MessagePack as for wyre-msgpack",
+    ),
+    "uvicorn": Spec(
+        uvicorn_echo,
+        True,
+        "a bare ASGI WebSocket application on uvicorn (its defaults: uvloop, websockets-sansio, "
+        "h11), json",
+    ),
+    "wyre-uvicorn": Spec(
+        wyre_uvicorn,
+        True,
+        "wyre.Server(codec='json').asgi() on uvicorn, as the uvicorn row: the same stack, "
+        "wyre's protocol through the ASGI interface",
     ),
     "wyre-stream": Spec(
         lambda p: wyre_echo(p, transport="websockets", stream=True, codec="json"),

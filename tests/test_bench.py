@@ -38,8 +38,8 @@ def test_tiny_benchmark_runs_every_system() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = result.stdout
-    for system in ("websockets", "picows", "picows-keepalive", "socketio", "wyre", "wyre-fast",
-                   "wyre-msgpack", "wyre-fast-msgpack"):  # fmt: skip
+    systems = ("websockets", "picows", "picows-keepalive", "socketio", "wyre", "wyre-fast")
+    for system in (*systems, "wyre-msgpack", "wyre-fast-msgpack", "uvicorn", "wyre-uvicorn"):
         assert f"| {system} |" in report, report
     if cluster:  # its own Redis, nodes and load generator
         section = report.split("## Cluster")[1]
@@ -47,6 +47,7 @@ def test_tiny_benchmark_runs_every_system() -> None:
             assert row in section, section
     assert "unavailable" not in report
     assert "FAILED" not in report
+    assert "| wyre-uvicorn ÷ uvicorn |" in report
 
 
 @pytest.mark.timeout(120)

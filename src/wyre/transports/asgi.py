@@ -99,8 +99,9 @@ class AsgiApp:
     like one through a listening socket; ``server.connections`` holds both.
 
     Scopes: ``websocket`` is served; ``lifespan`` starts the app and, on
-    shutdown, stops it and closes the server gracefully; ``http`` gets a 426
-    (this path speaks WebSocket only).
+    shutdown, stops it and closes the server (:meth:`lifespan` says what
+    ASGI servers do to WebSockets before that); ``http`` gets a 426 (this
+    path speaks WebSocket only).
 
     Frameworks do not pass the lifespan on to mounted applications: give
     :meth:`lifespan` to the framework instead (``FastAPI(lifespan=ws.lifespan)``,
@@ -128,6 +129,12 @@ class AsgiApp:
         self._idle: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point: one call per scope, for as long as it lasts.
+
+        Raises:
+            ValueError: a scope type other than websocket, lifespan and http
+                (the ASGI specification asks applications to refuse those).
+        """
         kind = scope["type"]
         if kind == "websocket":
             await AsgiTransport(self, scope, receive, send).serve()
@@ -164,8 +171,9 @@ class AsgiApp:
         """
         await asyncio.sleep(0)  # a scope the server has just started registers itself
         while self.handshakes:
-            self._idle = asyncio.get_running_loop().create_future()
-            await self._idle
+            if self._idle is None or self._idle.done():
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
 
     def start_accepting(self) -> None:
         """Admit handshakes again (after :meth:`stop_accepting`)."""
@@ -182,7 +190,7 @@ class AsgiApp:
         """The application's lifetime, for a framework's ``lifespan=`` (or ``async with``).
 
         A framework calls it with its own application (ignored here). On
-        exit the app stops accepting and the server closes gracefully.
+        exit the app stops accepting and the server closes (:meth:`shutdown`).
 
         Note that ASGI servers close their WebSockets *before* the lifespan
         ends: uvicorn sends each one 1012, hypercorn waits its
@@ -425,11 +433,14 @@ class AsgiTransport:
             options.logger.exception("opening a connection failed")
             self.abort()
 
-    async def _read(self, first: Awaitable[Message]) -> None:
+    async def _read(self, first: asyncio.Future[Message]) -> None:
         """Hand every message to the receiver until the socket is gone (or aborted)."""
         receive = self._receive
         loop = asyncio.get_running_loop()
-        source = first
+        source: Awaitable[Message] = first
+        if self._reported:  # opening failed: abort() ran before there was a reader to stop
+            first.cancel()
+            return
         try:
             while True:
                 self._suspended = True

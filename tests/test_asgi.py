@@ -19,6 +19,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,62 @@ async def test_plain_http_gets_426() -> None:
         status, body = await fetch(f"{running.http}/ws/")
         assert status == 426
         assert "WebSocket" in body
+
+
+async def test_groups_and_broadcast_reach_connections_through_the_mount() -> None:
+    server = make_server()
+
+    @server.on("request", "join")
+    async def join(ctx: wyre.Context) -> dict[str, bool]:
+        await ctx.connection.join(ctx.message["room"])
+        return {"joined": True}
+
+    ws = server.asgi()
+    async with (
+        uvicorn_serving(fastapi_app(server, ws), lifespan="on") as running,
+        wyre.Client() as client,
+    ):
+        heard = record(client, "message")
+        inside, outside = [await client.connect(f"{running.url}/ws/") for _ in range(2)]
+        await inside.request({"type": "join", "room": "lobby"})
+        await server.broadcast({"text": "hi"}, group="lobby")
+        (ctx,) = await eventually(lambda: heard)
+        assert ctx.message["text"] == "hi" and ctx.connection is inside
+        assert await server.presence("lobby") == {
+            peer.id: server.node_id for peer in server.connections.values() if peer.groups
+        }
+        assert not outside.closed
+
+
+async def test_the_lifespan_joins_the_cluster(redis_url: str) -> None:
+    """With a backplane, the lifespan's start is what listen() does for a socket."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    mounted = make_server(backplane=wyre.RedisBackplane(redis_url, prefix=prefix))
+    mounted.on("connection", lambda conn: conn.join("lobby"))
+    listening = wyre.Server(backplane=wyre.RedisBackplane(redis_url, prefix=prefix))
+    ws = mounted.asgi()
+    await listening.listen(port=0, host="127.0.0.1")
+    try:
+        async with (
+            uvicorn_serving(fastapi_app(mounted, ws), lifespan="on") as running,
+            wyre.Client() as client,
+        ):
+            heard = record(client, "message")
+            client.on("request", "echo", lambda ctx: {"echo": ctx.message["text"]})
+            await client.connect(f"{running.url}/ws/")
+            (peer_id,) = await eventually(lambda: list(mounted.connections))
+            await eventually(lambda: mounted.hub.started)
+            assert len(await listening.nodes()) == 2
+            async with asyncio.timeout(seconds(5)):
+                while peer_id not in await listening.presence("lobby"):
+                    await asyncio.sleep(0.02)
+            await listening.broadcast({"text": "from the other node"}, group="lobby")
+            (ctx,) = await eventually(lambda: heard)
+            assert ctx.message["text"] == "from the other node"
+            reply = await listening.peer(peer_id).request({"type": "echo", "text": "hop"})
+            assert reply.message["echo"] == "hop"
+    finally:
+        await listening.close()
 
 
 # -- the lifespan --------------------------------------------------------------------

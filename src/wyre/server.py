@@ -165,14 +165,20 @@ class Server(Endpoint):
 
         A framework does not pass its lifespan on to a mounted application:
         give the app's :meth:`~wyre.transports.asgi.AsgiApp.lifespan` to the
-        framework (``FastAPI(lifespan=ws.lifespan)``) so that the server
-        closes when the application stops. Which WebSocket rules the ASGI
-        server enforces instead of wyre (keepalive, frame sizes, the closing
-        handshake's timeout) is in ``docs/asgi.md``.
+        framework (``FastAPI(lifespan=ws.lifespan)``). Its start joins the
+        cluster when there is a ``backplane`` (what :meth:`listen` does for a
+        socket; needed then), and its end closes the server. Which WebSocket
+        rules the ASGI server enforces instead of wyre (keepalive, frame
+        sizes, the closing handshake's timeout) is in ``docs/asgi.md``.
+
+        The app takes the options as they are: call :meth:`configure` first.
         """
         from .transports.asgi import AsgiApp
 
-        return AsgiApp(self.options, self.attach, self.admission, close=self.close)
+        async def start() -> None:
+            await self.hub.start()  # BackplaneError: the cluster cannot be joined
+
+        return AsgiApp(self.options, self.attach, self.admission, start=start, close=self.close)
 
     def attach(self, transport: Transport) -> Connection:
         connection = super().attach(transport)

@@ -115,12 +115,17 @@ class AsgiApp:
         on_open: OnOpen,
         gate: Gate | None = None,
         *,
+        start: Callable[[], Awaitable[None]] | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """``close`` is what the lifespan's shutdown awaits (the server's ``close``)."""
+        """``start`` and ``close`` are what the lifespan awaits at its start and end.
+
+        (For a Server: joining its cluster, and its ``close``.)
+        """
         self.options = options
         self.on_open = on_open
         self.gate = gate
+        self._start = start
         self._close = close
         self.accepting = True
         """Whether handshakes are admitted; otherwise they are refused with 503."""
@@ -179,6 +184,12 @@ class AsgiApp:
         """Admit handshakes again (after :meth:`stop_accepting`)."""
         self.accepting = True
 
+    async def startup(self) -> None:
+        """Start what the server needs (its cluster, with a backplane), then accept."""
+        if self._start is not None:
+            await self._start()
+        self.start_accepting()
+
     async def shutdown(self) -> None:
         """Stop accepting, then close the server: handlers finish, connections close with 1001."""
         self.stop_accepting()
@@ -190,7 +201,9 @@ class AsgiApp:
         """The application's lifetime, for a framework's ``lifespan=`` (or ``async with``).
 
         A framework calls it with its own application (ignored here). On
-        exit the app stops accepting and the server closes (:meth:`shutdown`).
+        entry the server starts (:meth:`startup`: it joins its cluster, if it
+        has a backplane); on exit the app stops accepting and the server
+        closes (:meth:`shutdown`).
 
         Note that ASGI servers close their WebSockets *before* the lifespan
         ends: uvicorn sends each one 1012, hypercorn waits its
@@ -198,7 +211,7 @@ class AsgiApp:
         running handlers given ``shutdown_grace``), close the server before
         the ASGI server closes its sockets; ``docs/asgi.md`` shows how.
         """
-        self.start_accepting()
+        await self.startup()
         try:
             yield
         finally:
@@ -209,7 +222,12 @@ class AsgiApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.start_accepting()
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    self.options.logger.exception("starting the server failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:

@@ -43,16 +43,24 @@ ROOT = Path(__file__).resolve().parent.parent
 KB = 1024
 
 
-async def fetch(url: str, method: str = "GET") -> tuple[int, str]:
+async def fetch(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, str]:
     """An HTTP request from a thread (urllib): (status, body)."""
+    status, body, _ = await fetch_with_headers(url, method, headers)
+    return status, body
 
-    def call() -> tuple[int, str]:
-        request = urllib.request.Request(url, method=method)
+
+async def fetch_with_headers(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, str]]:
+    def call() -> tuple[int, str, dict[str, str]]:
+        request = urllib.request.Request(url, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=seconds(10)) as response:
-                return response.status, response.read().decode()
+                return response.status, response.read().decode(), dict(response.headers)
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+            return exc.code, exc.read().decode(), dict(exc.headers)
 
     return await asyncio.to_thread(call)
 
@@ -367,6 +375,20 @@ async def test_the_lifespan_joins_the_cluster(redis_url: str) -> None:
             assert reply.message["echo"] == "hop"
     finally:
         await listening.close()
+
+
+async def test_the_javascript_client_is_served_below_the_mount() -> None:
+    server = make_server(client_script="/wyre.js")
+    ws = server.asgi()
+    async with uvicorn_serving(fastapi_app(server, ws), lifespan="on") as running:
+        status, body, headers = await fetch_with_headers(f"{running.http}/ws/wyre.js")
+        assert status == 200
+        assert body == wyre.client_script().read_text()
+        assert headers["content-type"].startswith("text/javascript")
+        again = {"If-None-Match": headers["etag"]}
+        status, body, _ = await fetch_with_headers(f"{running.http}/ws/wyre.js", headers=again)
+        assert (status, body) == (304, "")
+        assert (await fetch(f"{running.http}/ws/other.js"))[0] == 426
 
 
 # -- the lifespan --------------------------------------------------------------------

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from ..browser import client_script_body
 from ..exceptions import Reject
 from ..handshake import Handshake
 from ..protocol.negotiation import select
@@ -100,8 +101,9 @@ class AsgiApp:
 
     Scopes: ``websocket`` is served; ``lifespan`` starts the app and, on
     shutdown, stops it and closes the server (:meth:`lifespan` says what
-    ASGI servers do to WebSockets before that); ``http`` gets a 426 (this
-    path speaks WebSocket only).
+    ASGI servers do to WebSockets before that); ``http`` gets the JavaScript
+    client at the ``client_script`` path, when that option is set, and a 426
+    otherwise (this path speaks WebSocket only).
 
     Frameworks do not pass the lifespan on to mounted applications: give
     :meth:`lifespan` to the framework instead (``FastAPI(lifespan=ws.lifespan)``,
@@ -146,7 +148,7 @@ class AsgiApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "http":
-            await _upgrade_required(send)
+            await _http(scope, send, self.options.client_script)
         else:
             raise ValueError(f"wyre's ASGI application does not serve {kind!r} scopes")
 
@@ -238,6 +240,46 @@ class AsgiApp:
                 else:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _http(scope: Scope, send: Send, script: str | None) -> None:
+    """A plain HTTP request: the JavaScript client at ``script``, else 426.
+
+    ``script`` (the ``client_script`` option) is matched against the path
+    below the application's mount (``/wyre.js`` is ``/ws/wyre.js`` under
+    ``app.mount("/ws", ...)``), as the socket drivers match it against theirs.
+    """
+    if script is None or scope.get("method") not in ("GET", "HEAD"):
+        await _upgrade_required(send)
+        return
+    path = str(scope.get("path") or "/")
+    root = str(scope.get("root_path") or "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    if path != script:
+        await _upgrade_required(send)
+        return
+    body, etag = client_script_body()
+    headers = [
+        (b"content-type", b"text/javascript; charset=utf-8"),
+        (b"etag", etag.encode()),
+        (b"cache-control", b"no-cache"),
+        # A public file: pages on other origins may import it as a module.
+        (b"access-control-allow-origin", b"*"),
+    ]
+    tags = {
+        tag.strip().removeprefix("W/")
+        for name, value in scope.get("headers") or ()
+        if bytes(name).lower() == b"if-none-match"
+        for tag in bytes(value).decode("latin-1").split(",")
+    }
+    if etag in tags or "*" in tags:
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
 async def _upgrade_required(send: Send) -> None:

@@ -482,7 +482,9 @@ class AsgiTransport:
         options = self._options
         self.identity = identity
         offered = [str(p) for p in self._scope.get("subprotocols") or ()]
-        self.subprotocol = select(offered, options.subprotocols, options.extensions)
+        self.subprotocol = select(
+            offered, options.subprotocols, options.extensions, options.speaks_msgpack
+        )
         accept = {"type": "websocket.accept", "subprotocol": self.subprotocol}
         # Writes the receiver makes from now on go out after the accept.
         self._writer = asyncio.get_running_loop().create_task(self._write_all(accept))

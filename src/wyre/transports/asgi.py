@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -488,7 +489,6 @@ class AsgiTransport:
         accept = {"type": "websocket.accept", "subprotocol": self.subprotocol}
         # Writes the receiver makes from now on go out after the accept.
         self._writer = asyncio.get_running_loop().create_task(self._write_all(accept))
-        options.logger.debug("websocket open, subprotocol %s", self.subprotocol)
         try:
             self._receiver = self._app.on_open(self)
         except Exception:
@@ -592,7 +592,6 @@ class AsgiTransport:
                     self._close_sent = closing
                     await send({"type": "websocket.close", "code": closing[0],
                                 "reason": closing[1]})  # fmt: skip
-                    self._options.logger.debug("closing with %s %r", *closing)
                     return
                 self._idle = loop.create_future()
                 await self._idle
@@ -603,7 +602,7 @@ class AsgiTransport:
             # The socket is going: the server reports how (the peer's close
             # code, say) in a disconnect, which the reader must get even while
             # reading is paused; writes and drains wait for that report.
-            self._options.logger.debug("send failed: %s", exc)
+            self._debug("send failed: %s", exc)
             self._broken = self._dropping = True
             self._wake_reader()
 
@@ -706,20 +705,27 @@ class AsgiTransport:
 
     def _fail(self, code: int, reason: str) -> None:
         """A message broke wyre's rules: close with ``code``."""
-        self._options.logger.debug("failing the connection: %s %s", code, reason)
+        self._debug("failing the connection: %s %s", code, reason)
         self._begin_closing(code, reason)
 
     def _timed_out(self) -> None:
         self._close_timer = None
-        self._options.logger.debug("closing handshake timed out: dropping the socket")
+        self._debug("closing handshake timed out: dropping the socket")
         self.abort()
+
+    def _debug(self, msg: str, *args: Any) -> None:
+        """A debug record about this socket: the connection's once it opened (its id, its level)."""
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.log(logging.DEBUG, msg, *args, stacklevel=2)
+        else:
+            self._options.logger.debug(msg, *args, stacklevel=2)
 
     def _lose(self, code: int, reason: str) -> None:
         """The socket is gone: tell the receiver, exactly once."""
         if self._reported:
             return
         self._reported = self._dropping = True
-        self._options.logger.debug("websocket closed: %s %r", code, reason)
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None

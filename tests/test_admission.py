@@ -19,7 +19,7 @@ import pytest
 
 import wyre
 
-from .conftest import TRANSPORTS, eventually, seconds
+from .conftest import eventually, seconds
 from .proxy import record
 
 SOCKET_TRANSPORTS = ["websockets", "picows"]
@@ -223,21 +223,8 @@ async def test_a_handshake_waiting_for_the_hook_gets_503_when_the_server_closes(
         assert refused.value.status == 503
 
 
-# The socket drivers stop reading a socket while the gate decides, so they do
-# not see its client leave until the hook returns: the Gate contract (cancel
-# the admission when the socket is lost) is not met there yet. An ASGI server
-# keeps reading and reports the disconnect.
-UNSEEN_LEAVING = pytest.mark.xfail(
-    strict=True, reason="a socket driver does not read, so misses the client leaving, meanwhile"
-)
-
-
-@pytest.mark.parametrize(
-    "transport",
-    [pytest.param(t, marks=() if t == "asgi" else UNSEEN_LEAVING) for t in TRANSPORTS],
-    indirect=True,
-)
 async def test_a_client_leaving_while_the_hook_runs_frees_its_place(transport: str) -> None:
+    """Its admission is cancelled (the gate contract), so the limit counts it no more."""
     release = asyncio.Event()
 
     async def authenticate(handshake: wyre.Handshake) -> str:

@@ -25,6 +25,7 @@ here connects two endpoints in memory, without a network.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +55,7 @@ __all__ = [
     "close_status",
     "enable_tcp_keepalive",
     "memory_pair",
+    "socket_debug",
 ]
 
 KEEPALIVE_TIMEOUT = (1011, "keepalive ping timeout")
@@ -160,6 +162,18 @@ class Receiver(Protocol):
 
 OnOpen = Callable[[Transport], Receiver]
 """Called by a driver for each socket whose handshake completed."""
+
+
+def socket_debug(receiver: Receiver | None, logger: logging.Logger, msg: str, *args: Any) -> None:
+    """A driver's debug record about one socket: through its connection once it opened
+    (the record then carries its id and follows its level), else to ``logger``.
+
+    The record names the driver's line that called its own ``_debug``.
+    """
+    if receiver is not None:
+        receiver.log(logging.DEBUG, msg, *args, stacklevel=3)
+    else:
+        logger.debug(msg, *args, stacklevel=3)
 
 
 class Gate(Protocol):

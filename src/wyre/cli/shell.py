@@ -55,6 +55,16 @@ def fail(message: str) -> None:
     print(f"wyre: {message}", file=sys.stderr, flush=True)
 
 
+def failed(exc: BaseException) -> int:
+    """Say why a command failed (on stderr); its exit status."""
+    fail(str(exc))
+    if isinstance(exc, wyre.RequestTimeout):
+        return TIMED_OUT
+    if isinstance(exc, wyre.ConnectionClosed):
+        return UNREACHABLE
+    return USAGE
+
+
 def add_parsers(commands: Any) -> None:
     """Add ``request``, ``send``, ``listen`` and ``connect`` to the command line."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -266,15 +276,8 @@ async def _request(args: argparse.Namespace) -> int:
         except wyre.RequestError as exc:
             emit(body(exc.context.message))
             return ERROR_REPLY
-        except wyre.RequestTimeout as exc:
-            fail(str(exc))
-            return TIMED_OUT
-        except wyre.ConnectionClosed as exc:
-            fail(str(exc))
-            return UNREACHABLE
         except (wyre.WyreError, TypeError) as exc:
-            fail(str(exc))
-            return USAGE
+            return failed(exc)
         return OK
 
 
@@ -286,15 +289,8 @@ async def _send(args: argparse.Namespace) -> int:
             return UNREACHABLE
         try:
             await conn.send(message, ack=args.ack, timeout=args.timeout)
-        except wyre.RequestTimeout as exc:
-            fail(str(exc))
-            return TIMED_OUT
-        except wyre.ConnectionClosed as exc:
-            fail(str(exc))
-            return UNREACHABLE
         except (wyre.WyreError, TypeError) as exc:
-            fail(str(exc))
-            return USAGE
+            return failed(exc)
         if args.ack and not conn.extensions:
             fail("the server does not acknowledge (it speaks the original protocol): written")
         return OK

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,7 @@ from ..browser import client_script_body
 from ..exceptions import Reject
 from ..handshake import Handshake
 from ..protocol.negotiation import select
-from ..transport import TransportClosing, close_status
+from ..transport import TransportClosing, close_status, socket_debug
 from .upgrade import remote_address
 
 if TYPE_CHECKING:
@@ -714,12 +713,8 @@ class AsgiTransport:
         self.abort()
 
     def _debug(self, msg: str, *args: Any) -> None:
-        """A debug record about this socket: the connection's once it opened (its id, its level)."""
-        receiver = self._receiver
-        if receiver is not None:
-            receiver.log(logging.DEBUG, msg, *args, stacklevel=2)
-        else:
-            self._options.logger.debug(msg, *args, stacklevel=2)
+        """A debug record about this socket (see :func:`~wyre.transport.socket_debug`)."""
+        socket_debug(self._receiver, self._options.logger, msg, *args)
 
     def _lose(self, code: int, reason: str) -> None:
         """The socket is gone: tell the receiver, exactly once."""

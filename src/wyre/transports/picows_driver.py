@@ -49,6 +49,7 @@ from ..transport import (
     bind_socket,
     close_status,
     enable_tcp_keepalive,
+    socket_debug,
 )
 from . import frames
 from .frames import Assembler, FrameError, FrameWriter, parse_close
@@ -313,12 +314,8 @@ class PicowsTransport(WSListener):
         self.abort()
 
     def _debug(self, msg: str, *args: Any) -> None:
-        """A debug record about this socket: the connection's once it opened (its id, its level)."""
-        receiver = self._receiver
-        if receiver is not None:
-            receiver.log(logging.DEBUG, msg, *args, stacklevel=2)
-        else:
-            self._options.logger.debug(msg, *args, stacklevel=2)
+        """A debug record about this socket (see :func:`~wyre.transport.socket_debug`)."""
+        socket_debug(self._receiver, self._options.logger, msg, *args)
 
     # -- Transport --------------------------------------------------------------
 

@@ -20,7 +20,6 @@ while handling what one read brought) go out in a single
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -52,6 +51,7 @@ from ..transport import (
     bind_socket,
     close_status,
     enable_tcp_keepalive,
+    socket_debug,
 )
 from .frames import Assembler, FrameError
 from .keepalive import Keepalive, wanted
@@ -662,12 +662,8 @@ class WebsocketsTransport(asyncio.Protocol):
         self.abort()
 
     def _debug(self, msg: str, *args: Any) -> None:
-        """A debug record about this socket: the connection's once it opened (its id, its level)."""
-        receiver = self._receiver
-        if receiver is not None:
-            receiver.log(logging.DEBUG, msg, *args, stacklevel=2)
-        else:
-            self._options.logger.debug(msg, *args, stacklevel=2)
+        """A debug record about this socket (see :func:`~wyre.transport.socket_debug`)."""
+        socket_debug(self._receiver, self._options.logger, msg, *args)
 
     def refuse(self) -> None:
         """Answer a handshake in progress with HTTP 503 (the server stops accepting)."""

@@ -38,8 +38,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(workers: int, args: argparse.Namespace) -> float:
-    """Requests/s of FAN against ``workers`` serving processes."""
+def measure(workers: int, args: argparse.Namespace) -> tuple[float, float]:
+    """Requests/s of FAN against ``workers`` serving processes, and the load generator's CPU."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(HERE)])}
     serve = subprocess.Popen(
@@ -66,7 +66,7 @@ def measure(workers: int, args: argparse.Namespace) -> float:
             timeout=args.warmup + args.duration + 60, check=True,
         )  # fmt: skip
         result = json.loads(load.stdout.strip().splitlines()[-1])
-        return float(result["rate"])
+        return float(result["rate"]), float(result["own_cpu"])
     finally:
         serve.terminate()
         try:
@@ -88,9 +88,13 @@ def main() -> int:
     rates: dict[int, list[float]] = {1: [], 2: []}
     for rnd in range(1, args.rounds + 1):
         for workers in (1, 2):
-            rate = measure(workers, args)
+            rate, loadgen = measure(workers, args)
             rates[workers].append(rate)
-            print(f"round {rnd}: --workers {workers}: {rate:,.0f} requests/s", flush=True)
+            print(
+                f"round {rnd}: --workers {workers}: {rate:,.0f} requests/s "
+                f"(load generator at {loadgen:.0%} of a CPU)",
+                flush=True,
+            )
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     print(f"median: 1 worker {one:,.0f}/s, 2 workers {two:,.0f}/s, ratio {two / one:.2f}x")
     print(f"cpus: {os.cpu_count()}, transport: {args.transport}, FAN 50 x 10")

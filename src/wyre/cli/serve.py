@@ -109,10 +109,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
         raise UsageError("--ssl-certfile and --ssl-keyfile go together")
-    logging.basicConfig(
-        level=LOG_LEVELS[args.log_level],
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(process)d %(levelname)s %(name)s [%(connection_id)s]: %(message)s",
+            defaults={"connection_id": "-"},  # records about one connection carry its id
+        )
     )
+    logging.basicConfig(level=LOG_LEVELS[args.log_level], handlers=[handler])
     if args.workers > 1 and not args.worker_of:
         return _supervise(args)
     return asyncio.run(_serve(args))

@@ -75,6 +75,20 @@ class _Call:
     timer: asyncio.TimerHandle | None = None
     done: asyncio.Future[None] | None = None  # close() and acked sends without a Delivery
 
+    def fail(self, error: BaseException) -> None:
+        """End the call with ``error``, for whoever waits on it."""
+        if self.delivery is not None:
+            self.delivery._fail(error)
+        elif self.done is not None and not self.done.done():
+            self.done.set_exception(error)
+
+    def succeed(self) -> None:
+        """End a call that needs no answer but its DONE (a send, a close)."""
+        if self.delivery is not None:
+            self.delivery._resolve(None)
+        elif self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
 
 class Hub:
     """Groups, broadcast and peers of one server, across a cluster when there is a backplane.
@@ -523,8 +537,8 @@ class Hub:
         self.server.counters.timed_out += 1
         if call.delivery is not None:
             call.delivery._timed_out()
-        elif call.done is not None and not call.done.done():
-            call.done.set_exception(RequestTimeout(f"no answer from {call.peer.id} in time"))
+        else:
+            call.fail(RequestTimeout(f"no answer from {call.peer.id} in time"))
         self._calls.pop(call_id, None)
         if call.node is not None:
             self._notify(call.node, Kind.CANCEL, call=call_id)
@@ -534,10 +548,7 @@ class Hub:
         if call is None:
             return
         self._end(call)
-        if call.delivery is not None:
-            call.delivery._fail(error)
-        elif call.done is not None and not call.done.done():
-            call.done.set_exception(error)
+        call.fail(error)
 
     def _end(self, call: _Call) -> None:
         if call.timer is not None:
@@ -558,16 +569,9 @@ class Hub:
         self._calls.pop(envelope.call, None)
         self._end(call)
         if kind is Kind.FAILED:
-            error = _failure(envelope.extras, call.peer.id)
-            if delivery is not None:
-                delivery._fail(error)
-            elif call.done is not None and not call.done.done():
-                call.done.set_exception(error)
+            call.fail(_failure(envelope.extras, call.peer.id))
         elif kind is Kind.DONE:
-            if delivery is not None:
-                delivery._resolve(None)
-            elif call.done is not None and not call.done.done():
-                call.done.set_result(None)
+            call.succeed()
         elif isinstance(delivery, Request):
             if kind is Kind.REPLY:
                 delivery._resolve(self._context(call, Direction.REPLY, envelope.payload))

@@ -36,11 +36,9 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
 
 from ..exceptions import ConnectError, Reject
 from ..handshake import Handshake
-from ..protocol.negotiation import select
 from ..transport import (
     KEEPALIVE_TIMEOUT,
     OnOpen,
@@ -61,6 +59,7 @@ from .upgrade import (
     reason_of,
     refusal,
     remote_address,
+    subprotocol_selector,
     unreadable,
     unsupported_version,
 )
@@ -430,14 +429,7 @@ class PicowsListener:
         self.port = 0
         self.handshakes: set[_Doorman] = set()
         self._server: asyncio.Server | None = None
-        accepted, extensions = options.subprotocols, options.extensions
-        msgpack = options.speaks_msgpack
-
-        def select_subprotocol(_: ServerProtocol, offered: Sequence[str]) -> Subprotocol | None:
-            chosen = select(offered, accepted, extensions, msgpack)
-            return None if chosen is None else Subprotocol(chosen)
-
-        self.select = select_subprotocol
+        self.select = subprotocol_selector(options)
 
     def make(self) -> _Doorman:
         """The protocol factory of the asyncio server: each socket starts at the door."""

@@ -7,15 +7,22 @@ status; these helpers turn what the parser gives into wyre's terms.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidMessage
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from ..browser import client_script_body
 from ..handshake import Handshake
+from ..protocol.negotiation import select
+
+if TYPE_CHECKING:
+    from ..config import Options
 
 __all__ = [
     "VERSION_HEADERS",
@@ -24,12 +31,26 @@ __all__ = [
     "reason_of",
     "refusal",
     "remote_address",
+    "subprotocol_selector",
     "unreadable",
     "unsupported_version",
 ]
 
 VERSION_HEADERS = {"Sec-WebSocket-Version": "13"}
 """Sent with a 426 refusal: the one WebSocket version servers speak (RFC 6455 4.4)."""
+
+
+def subprotocol_selector(
+    options: Options,
+) -> Callable[[ServerProtocol, Sequence[Subprotocol]], Subprotocol | None]:
+    """websockets' ``select_subprotocol`` hook for a server with these options."""
+    accepted, extensions, msgpack = options.subprotocols, options.extensions, options.speaks_msgpack
+
+    def select_subprotocol(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        chosen = select(offered, accepted, extensions, msgpack)
+        return None if chosen is None else Subprotocol(chosen)
+
+    return select_subprotocol
 
 
 def unsupported_version(request: Request) -> bool:

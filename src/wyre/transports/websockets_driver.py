@@ -44,7 +44,6 @@ from websockets.uri import parse_uri
 
 from ..exceptions import ConnectError, Reject
 from ..handshake import Handshake
-from ..protocol.negotiation import select
 from ..transport import (
     KEEPALIVE_TIMEOUT,
     TransportClosing,
@@ -62,6 +61,7 @@ from .upgrade import (
     reason_of,
     refusal,
     remote_address,
+    subprotocol_selector,
     unreadable,
     unsupported_version,
 )
@@ -695,16 +695,7 @@ class _Listener:
         self._server: asyncio.Server | None = None
         self._port = 0
         self._idle = asyncio.Event()
-        accepted, extensions = options.subprotocols, options.extensions
-        msgpack = options.speaks_msgpack
-
-        def select_subprotocol(
-            _: ServerProtocol, offered: Sequence[Subprotocol]
-        ) -> Subprotocol | None:
-            chosen = select(offered, accepted, extensions, msgpack)
-            return None if chosen is None else Subprotocol(chosen)
-
-        self._select = select_subprotocol
+        self._select = subprotocol_selector(options)
         self._extensions = enable_server_permessage_deflate(None) if options.compression else None
 
     def make(self) -> WebsocketsTransport:

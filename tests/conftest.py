@@ -219,7 +219,7 @@ def redis_server(tmp_path: Any) -> Any:
     if importlib.util.find_spec("redis") is None:
         missing("redis-py is not installed")
     if EXTERNAL_URL and not shutil.which("redis-server"):
-        pytest.skip("WYRE_TEST_REDIS_URL is set and there is no redis-server to restart")
+        missing("WYRE_TEST_REDIS_URL is set and there is no redis-server to restart")
     server = RedisServer(tmp_path)
     server.start()
     try:

@@ -453,7 +453,6 @@ class Connection:
         if len(reason.encode()) > 123:
             raise ValueError("a close reason is at most 123 bytes of UTF-8")
         if self._reconnecting is not None and self._reviver is not None:
-            self._close_request = (code, reason)
             self._reviver._give_up(self, code, reason)  # no socket to close
         if self._closing is None:
             self._close_request = (code, reason)
